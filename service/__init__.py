@@ -1,0 +1,1 @@
+"""todo-service: a TODO-list REST microservice on FastAPI, Beanie and MongoDB."""

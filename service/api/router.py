@@ -1,0 +1,11 @@
+"""All API routes, mounted under /api by the app factory."""
+
+from fastapi import APIRouter
+
+from service.api.routes import auth, health, todos, users
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(auth.router)
+api_router.include_router(users.router)
+api_router.include_router(todos.router)

@@ -1,0 +1,73 @@
+"""Service errors and the handlers that turn them (and validation errors) into JSON."""
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.schemas import ErrorDetail
+
+
+class ServiceError(Exception):
+    """Base of the errors routes and dependencies raise; one handler maps them to HTTP."""
+
+    status_code: ClassVar[int] = status.HTTP_500_INTERNAL_SERVER_ERROR
+    detail: ClassVar[str] = "Internal server error"
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.detail)
+        self.message = detail or self.detail
+
+
+class BadRequest(ServiceError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    detail = "Bad request"
+
+
+class Unauthorized(ServiceError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    detail = "Could not validate credentials"
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class NotFound(ServiceError):
+    status_code = status.HTTP_404_NOT_FOUND
+    detail = "Not found"
+
+
+class Conflict(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    detail = "Conflict"
+
+
+def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entry documenting these errors in OpenAPI."""
+    return {
+        error.status_code: {"model": ErrorDetail, "description": error.detail} for error in errors
+    }
+
+
+async def service_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)  # noqa: S101 -- registered for ServiceError only
+    return JSONResponse({"detail": exc.message}, exc.status_code, headers=exc.headers)
+
+
+async def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    """422 in FastAPI's usual shape, minus anything that could repeat what was sent."""
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 -- registered for it only
+    # `input` (and `ctx`, for some errors) repeat the submitted value, a password say:
+    # the message and location are enough for a client.
+    errors = [
+        {key: value for key, value in error.items() if key in {"type", "loc", "msg"}}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+    app.add_exception_handler(ServiceError, service_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -1,0 +1,64 @@
+"""The application factory and its lifespan."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TypedDict
+
+from fastapi import FastAPI
+
+from service.api.router import api_router
+from service.config import Settings
+from service.db import MongoDatabase, create_client, init_db
+from service.exceptions import install_error_handlers
+from service.security import PasswordHasher, TokenSettings
+
+logger = logging.getLogger(__name__)
+
+
+class AppState(TypedDict):
+    """What the lifespan hands to every request (as `request.state`)."""
+
+    settings: Settings
+    tokens: TokenSettings
+    passwords: PasswordHasher
+
+
+def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> FastAPI:
+    """Build the app. `database`, if given, is used as is (and not closed): tests pass one."""
+    tokens = TokenSettings(
+        key=settings.signing_key(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        expires=timedelta(minutes=settings.access_token_expire_minutes),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        state = AppState(
+            settings=settings,
+            tokens=tokens,
+            passwords=PasswordHasher(settings.password_hash_concurrency),
+        )
+        if database is not None:
+            await init_db(database)
+            yield state
+            return
+        client = create_client(settings)
+        try:
+            await init_db(client[settings.mongodb_db])
+            logger.info("connected to MongoDB, database %r", settings.mongodb_db)
+            yield state
+        finally:
+            await client.close()
+
+    app = FastAPI(
+        title="todo-service",
+        summary="Sign up, log in with a JWT, and keep your to-do lists.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(api_router, prefix="/api")
+    return app

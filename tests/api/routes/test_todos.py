@@ -1,0 +1,370 @@
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from httpx import AsyncClient
+
+from service.models import Todo
+from service.pagination import encode_cursor
+from tests.utils import UserAccount, create_account, create_todo
+
+
+@pytest.fixture
+async def alice(client: AsyncClient) -> UserAccount:
+    return await create_account(client)
+
+
+@pytest.fixture
+async def bob(client: AsyncClient) -> UserAccount:
+    return await create_account(client)
+
+
+async def list_all(client: AsyncClient, user: UserAccount, limit: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = await client.get("/api/todos", params=params, headers=user.headers)
+        assert response.status_code == 200
+        page = response.json()
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+# ---- create ----
+
+
+async def test_create_without_a_token_is_401(client: AsyncClient) -> None:
+    response = await client.post("/api/todos", json={"text": "nope"})
+    assert response.status_code == 401
+    assert await Todo.count() == 0
+
+
+async def test_create_returns_the_todo_and_its_location(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    response = await client.post(
+        "/api/todos", json={"text": "  water the plants  "}, headers=alice.headers
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "text", "completed", "created_at", "updated_at"}
+    assert body["text"] == "water the plants"
+    assert body["completed"] is False
+    assert response.headers["location"].endswith(f"/api/todos/{body['id']}")
+    read = await client.get(response.headers["location"], headers=alice.headers)
+    assert read.json() == body
+
+
+async def test_create_stores_the_owner(client: AsyncClient, alice: UserAccount) -> None:
+    body = await create_todo(client, alice)
+    todo = await Todo.get(ObjectId(body["id"]))
+    assert todo is not None
+    assert str(todo.owner_id) == alice.id
+
+
+async def test_create_can_start_completed(client: AsyncClient, alice: UserAccount) -> None:
+    response = await client.post(
+        "/api/todos", json={"text": "done already", "completed": True}, headers=alice.headers
+    )
+    assert response.json()["completed"] is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({}, id="no-text"),
+        pytest.param({"text": ""}, id="empty"),
+        pytest.param({"text": "   "}, id="blank"),
+        pytest.param({"text": "x" * 1001}, id="too-long"),
+        pytest.param({"text": 5}, id="not-a-string"),
+        pytest.param({"text": "ok", "completed": "maybe"}, id="bad-completed"),
+        pytest.param({"text": "ok", "owner_id": "6b06a170fc44c9818f5bc95c"}, id="owner_id"),
+        pytest.param({"text": "ok", "id": "6b06a170fc44c9818f5bc95c"}, id="id"),
+    ],
+)
+async def test_create_rejects_invalid_bodies_with_422(
+    client: AsyncClient, alice: UserAccount, body: dict[str, Any]
+) -> None:
+    response = await client.post("/api/todos", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert await Todo.count() == 0
+
+
+async def test_create_accepts_1000_characters(client: AsyncClient, alice: UserAccount) -> None:
+    response = await client.post("/api/todos", json={"text": "x" * 1000}, headers=alice.headers)
+    assert response.status_code == 201
+
+
+async def test_malformed_json_is_422(client: AsyncClient, alice: UserAccount) -> None:
+    response = await client.post(
+        "/api/todos",
+        content=b"{not json",
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+# ---- list ----
+
+
+async def test_list_is_newest_first_and_only_mine(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    first = await create_todo(client, alice, "first")
+    second = await create_todo(client, alice, "second")
+    await create_todo(client, bob, "bob's")
+    response = await client.get("/api/todos", headers=alice.headers)
+    assert response.status_code == 200
+    page = response.json()
+    assert [item["id"] for item in page["items"]] == [second["id"], first["id"]]
+    assert page["next_cursor"] is None
+
+
+async def test_list_pages_cover_everything_once(client: AsyncClient, alice: UserAccount) -> None:
+    created = [await create_todo(client, alice, f"todo {i}") for i in range(7)]
+    items = await list_all(client, alice, limit=3)
+    assert [item["id"] for item in items] == [todo["id"] for todo in reversed(created)]
+
+
+async def test_list_pages_neither_repeat_nor_skip_when_todos_are_added(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    created = [await create_todo(client, alice, f"old {i}") for i in range(5)]
+    first = (await client.get("/api/todos?limit=2", headers=alice.headers)).json()
+    added = [await create_todo(client, alice, f"new {i}") for i in range(3)]
+    seen = [item["id"] for item in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = (
+            await client.get(
+                "/api/todos", params={"limit": 2, "cursor": cursor}, headers=alice.headers
+            )
+        ).json()
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+    assert seen == [todo["id"] for todo in reversed(created)]
+    assert not {todo["id"] for todo in added} & set(seen)
+
+
+async def test_list_limit_defaults_to_50(client: AsyncClient, alice: UserAccount) -> None:
+    await Todo.insert_many([Todo(owner_id=ObjectId(alice.id), text=f"t{i}") for i in range(55)])
+    page = (await client.get("/api/todos", headers=alice.headers)).json()
+    assert len(page["items"]) == 50
+    assert page["next_cursor"] is not None
+
+
+@pytest.mark.parametrize("limit", [0, 101, -1])
+async def test_list_limit_out_of_range_is_422(
+    client: AsyncClient, alice: UserAccount, limit: int
+) -> None:
+    response = await client.get("/api/todos", params={"limit": limit}, headers=alice.headers)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("cursor", ["nonsense!", "AAAA", "A" * 17, "A" * 15 + "=", "é" * 16])
+async def test_a_bad_cursor_is_400(client: AsyncClient, alice: UserAccount, cursor: str) -> None:
+    response = await client.get("/api/todos", params={"cursor": cursor}, headers=alice.headers)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Invalid cursor"}
+
+
+async def test_a_cursor_from_another_user_shows_only_my_todos(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    bobs = await create_todo(client, bob)
+    mine = await create_todo(client, alice)
+    cursor = encode_cursor(ObjectId(bobs["id"]))
+    page = (await client.get("/api/todos", params={"cursor": cursor}, headers=alice.headers)).json()
+    assert all(item["id"] != bobs["id"] for item in page["items"])
+    assert mine["id"] not in {item["id"] for item in page["items"]}
+
+
+async def test_mytodos_is_a_bare_array_newest_first(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    first = await create_todo(client, alice, "first")
+    second = await create_todo(client, alice, "second")
+    await create_todo(client, bob)
+    response = await client.get("/api/mytodos", headers=alice.headers)
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json()] == [second["id"], first["id"]]
+
+
+async def test_mytodos_limit_defaults_to_100_and_caps_at_1000(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    await Todo.insert_many([Todo(owner_id=ObjectId(alice.id), text=f"t{i}") for i in range(105)])
+    assert len((await client.get("/api/mytodos", headers=alice.headers)).json()) == 100
+    response = await client.get("/api/mytodos?limit=1000", headers=alice.headers)
+    assert len(response.json()) == 105
+    response = await client.get("/api/mytodos?limit=1001", headers=alice.headers)
+    assert response.status_code == 422
+
+
+# ---- read, replace, update, delete ----
+
+
+async def test_read_my_todo(client: AsyncClient, alice: UserAccount) -> None:
+    created = await create_todo(client, alice)
+    response = await client.get(f"/api/todos/{created['id']}", headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_put_replaces_text_and_completed(client: AsyncClient, alice: UserAccount) -> None:
+    created = await create_todo(client, alice, "draft")
+    response = await client.put(
+        f"/api/todos/{created['id']}",
+        json={"text": " final ", "completed": True},
+        headers=alice.headers,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["text"], body["completed"]) == ("final", True)
+    assert body["created_at"] == created["created_at"]
+    assert body["updated_at"] >= created["updated_at"]
+    stored = await Todo.get(ObjectId(created["id"]))
+    assert stored is not None
+    assert stored.completed is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"text": "only text"}, id="no-completed"),
+        pytest.param({"completed": True}, id="no-text"),
+        pytest.param({"text": "x", "completed": True, "owner_id": "x"}, id="unknown-field"),
+    ],
+)
+async def test_put_needs_exactly_the_writable_fields(
+    client: AsyncClient, alice: UserAccount, body: dict[str, Any]
+) -> None:
+    created = await create_todo(client, alice)
+    response = await client.put(f"/api/todos/{created['id']}", json=body, headers=alice.headers)
+    assert response.status_code == 422
+
+
+async def test_patch_changes_only_what_was_sent(client: AsyncClient, alice: UserAccount) -> None:
+    created = await create_todo(client, alice, "keep this text")
+    response = await client.patch(
+        f"/api/todos/{created['id']}", json={"completed": True}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["text"], body["completed"]) == ("keep this text", True)
+    response = await client.patch(
+        f"/api/todos/{created['id']}", json={"text": "new text"}, headers=alice.headers
+    )
+    assert (response.json()["text"], response.json()["completed"]) == ("new text", True)
+
+
+async def test_patch_with_an_empty_body_changes_nothing(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    created = await create_todo(client, alice)
+    response = await client.patch(f"/api/todos/{created['id']}", json={}, headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"text": None}, id="null-text"),
+        pytest.param({"completed": None}, id="null-completed"),
+        pytest.param({"text": ""}, id="empty-text"),
+        pytest.param({"owner_id": "6b06a170fc44c9818f5bc95c"}, id="owner_id"),
+    ],
+)
+async def test_patch_rejects_invalid_bodies_with_422(
+    client: AsyncClient, alice: UserAccount, body: dict[str, Any]
+) -> None:
+    created = await create_todo(client, alice)
+    response = await client.patch(f"/api/todos/{created['id']}", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert (await client.get(f"/api/todos/{created['id']}", headers=alice.headers)).json() == (
+        created
+    )
+
+
+async def test_delete_then_delete_again_is_404(client: AsyncClient, alice: UserAccount) -> None:
+    created = await create_todo(client, alice)
+    first = await client.delete(f"/api/todos/{created['id']}", headers=alice.headers)
+    assert first.status_code == 204
+    assert first.content == b""
+    second = await client.delete(f"/api/todos/{created['id']}", headers=alice.headers)
+    assert second.status_code == 404
+    assert second.json() == {"detail": "Todo not found"}
+    read = await client.get(f"/api/todos/{created['id']}", headers=alice.headers)
+    assert read.status_code == 404
+
+
+# ---- nobody else's todos, and ids that aren't todos ----
+
+METHODS: list[tuple[str, dict[str, Any] | None]] = [
+    ("GET", None),
+    ("PUT", {"text": "hijacked", "completed": True}),
+    ("PATCH", {"text": "hijacked"}),
+    ("DELETE", None),
+]
+
+
+@pytest.mark.parametrize(("method", "body"), METHODS, ids=[m for m, _ in METHODS])
+async def test_other_user_cannot_touch_my_todo(
+    client: AsyncClient,
+    alice: UserAccount,
+    bob: UserAccount,
+    method: str,
+    body: dict[str, Any] | None,
+) -> None:
+    created = await create_todo(client, alice, "alice's secret")
+    response = await client.request(
+        method, f"/api/todos/{created['id']}", json=body, headers=bob.headers
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Todo not found"}
+    unchanged = await client.get(f"/api/todos/{created['id']}", headers=alice.headers)
+    assert unchanged.json() == created
+
+
+@pytest.mark.parametrize(("method", "body"), METHODS, ids=[m for m, _ in METHODS])
+async def test_unknown_well_formed_id_is_404(
+    client: AsyncClient, alice: UserAccount, method: str, body: dict[str, Any] | None
+) -> None:
+    response = await client.request(
+        method, f"/api/todos/{ObjectId()}", json=body, headers=alice.headers
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("method", "body"), METHODS, ids=[m for m, _ in METHODS])
+async def test_deleted_todo_is_404_on_every_method(
+    client: AsyncClient, alice: UserAccount, method: str, body: dict[str, Any] | None
+) -> None:
+    created = await create_todo(client, alice)
+    await client.delete(f"/api/todos/{created['id']}", headers=alice.headers)
+    response = await client.request(
+        method, f"/api/todos/{created['id']}", json=body, headers=alice.headers
+    )
+    assert response.status_code == 404
+    assert await Todo.count() == 0
+
+
+@pytest.mark.parametrize(("method", "body"), METHODS, ids=[m for m, _ in METHODS])
+@pytest.mark.parametrize("bad_id", ["123", "not-an-object-id", "z" * 24, "0" * 25])
+async def test_malformed_id_is_422_never_500(
+    client: AsyncClient,
+    alice: UserAccount,
+    method: str,
+    body: dict[str, Any] | None,
+    bad_id: str,
+) -> None:
+    response = await client.request(
+        method, f"/api/todos/{bad_id}", json=body, headers=alice.headers
+    )
+    assert response.status_code == 422

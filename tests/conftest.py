@@ -1,0 +1,91 @@
+"""Fixtures: every test runs on two tiers, the mocked Mongo and a real wire server.
+
+The wire tier is SecantusDB started once per session on a free loopback port with in-memory
+storage, or the server in MONGODB_URL when that is set (e.g. a real MongoDB).
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from pymongo import AsyncMongoClient
+
+from service.config import Environment, Settings
+from service.db import MongoDatabase
+from service.embedded import EmbeddedDatabase
+from service.main import create_app
+from tests.mongomock_compat import mock_database
+
+TEST_SECRET_KEY = "test-secret-key-" + "0123456789abcdef" * 4  # 80 bytes: fine for HS512 too
+TIERS = ["mock", "wire"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked wire_only don't run on the mocked tier."""
+    for item in list(items):
+        if item.get_closest_marker("wire_only") and "[mock" in item.nodeid:
+            items.remove(item)
+
+
+@pytest.fixture(scope="session")
+def wire_url() -> Iterator[str]:
+    """The wire server's URL: MONGODB_URL, or a SecantusDB started for this session."""
+    if url := os.environ.get("MONGODB_URL"):
+        yield url
+        return
+    with EmbeddedDatabase(":memory:", sync_on_commit=False) as server:
+        yield server.url
+
+
+@pytest.fixture(params=TIERS)
+def tier(request: pytest.FixtureRequest) -> str:
+    """Which database tier this test runs on; it shows in the test id."""
+    tier: str = request.param
+    return tier
+
+
+@pytest.fixture
+async def database(tier: str, request: pytest.FixtureRequest) -> AsyncIterator[MongoDatabase]:
+    """An empty database for this test, on its tier."""
+    if tier == "mock":
+        db = mock_database("test")
+        yield db
+        await db.client.close()
+        return
+    # The wire server is only started if a wire-tier test runs, hence getfixturevalue.
+    url: str = request.getfixturevalue("wire_url")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Any) -> Settings:
+    return Settings(
+        _env_file=None,
+        environment=Environment.PRODUCTION,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]  # validated into SecretStr
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, database: MongoDatabase) -> FastAPI:
+    return create_app(settings, database=database)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An HTTP client talking to the app in process, with its lifespan running."""
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(manager.app), base_url="http://test") as client,
+    ):
+        yield client

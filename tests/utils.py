@@ -1,0 +1,71 @@
+"""Helpers that create users, log in and build auth headers."""
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from httpx import AsyncClient
+
+DEFAULT_PASSWORD = "correct horse battery staple"
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class UserAccount:
+    id: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def new_email() -> str:
+    return f"user{next(_counter)}@example.com"
+
+
+async def sign_up(
+    client: AsyncClient, *, email: str | None = None, password: str = DEFAULT_PASSWORD
+) -> dict[str, Any]:
+    """Create a user through the API and return the 201 body."""
+    response = await client.post(
+        "/api/users",
+        json={
+            "email": email or new_email(),
+            "fname": "Ada",
+            "lname": "Lovelace",
+            "password": password,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def log_in(client: AsyncClient, email: str, password: str = DEFAULT_PASSWORD) -> str:
+    """Log in through the API and return the access token."""
+    response = await client.post("/api/token", data={"username": email, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def create_account(
+    client: AsyncClient, *, email: str | None = None, password: str = DEFAULT_PASSWORD
+) -> UserAccount:
+    """Sign up and log in a new user."""
+    user = await sign_up(client, email=email, password=password)
+    token = await log_in(client, user["email"], password)
+    return UserAccount(id=user["id"], email=user["email"], password=password, token=token)
+
+
+async def create_todo(
+    client: AsyncClient, user: UserAccount, text: str = "buy milk"
+) -> dict[str, Any]:
+    """Create a todo through the API and return the 201 body."""
+    response = await client.post("/api/todos", json={"text": text}, headers=user.headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
