@@ -47,7 +47,7 @@ async def get_current_user(token: BearerToken, tokens: TokenSettingsDep) -> User
         user_id = PydanticObjectId(claims["sub"])
     except (InvalidTokenError, InvalidId) as exc:
         raise Unauthorized from exc
-    user = await crud.get_user(user_id=user_id)
+    user = await crud.users.get_user(user_id=user_id)
     if user is None:
         raise Unauthorized
     return user
@@ -69,7 +69,7 @@ TodoId = Annotated[PydanticObjectId, Depends(get_todo_id)]
 
 async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> Todo:
     """The current user's todo; 404 for anyone else's, so their ids aren't revealed."""
-    todo = await crud.get_todo(owner_id=id_of(user), todo_id=todo_id)
+    todo = await crud.todos.get_todo(owner_id=id_of(user), todo_id=todo_id)
     if todo is None:
         raise NotFound("Todo not found")
     return todo

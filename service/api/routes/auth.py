@@ -25,7 +25,7 @@ async def login(
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> Token:
     """Exchange email and password (OAuth2 password form) for a bearer access token."""
-    user = await crud.get_user_by_email(email=username.strip().lower())
+    user = await crud.users.get_user_by_email(email=username.strip().lower())
     # An unknown email still costs one verification, so timing doesn't reveal which
     # emails have accounts.
     valid, new_hash = await passwords.verify(password, user.hashed_password if user else DUMMY_HASH)
@@ -33,7 +33,7 @@ async def login(
         raise Unauthorized(LOGIN_FAILED)
     if new_hash is not None:
         # bcrypt (or outdated Argon2 parameters): store the current algorithm's hash.
-        await crud.set_password_hash(user_id=id_of(user), hashed_password=new_hash)
+        await crud.users.set_password_hash(user_id=id_of(user), hashed_password=new_hash)
     return Token(
         access_token=create_access_token(str(id_of(user)), tokens),
         expires_in=int(tokens.expires.total_seconds()),

@@ -37,7 +37,7 @@ async def list_todos(
     except InvalidCursorError as exc:
         raise BadRequest("Invalid cursor") from exc
     # One extra item tells whether there is a next page without a count query.
-    todos = await crud.list_todos(owner_id=id_of(user), limit=limit + 1, before=before)
+    todos = await crud.todos.list_todos(owner_id=id_of(user), limit=limit + 1, before=before)
     page = todos[:limit]
     next_cursor = encode_cursor(id_of(page[-1])) if len(todos) > limit else None
     return TodoPage(items=[TodoPublic.from_document(t) for t in page], next_cursor=next_cursor)
@@ -48,7 +48,7 @@ async def list_my_todos(
     user: CurrentUser, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[TodoPublic]:
     """Your newest todos as a bare JSON array (no paging), for simple clients."""
-    todos = await crud.list_todos(owner_id=id_of(user), limit=limit)
+    todos = await crud.todos.list_todos(owner_id=id_of(user), limit=limit)
     return [TodoPublic.from_document(t) for t in todos]
 
 
@@ -57,7 +57,9 @@ async def create_todo(
     body: TodoCreate, user: CurrentUser, request: Request, response: Response
 ) -> TodoPublic:
     """Add a todo to your list; `Location` names the new todo."""
-    todo = await crud.create_todo(owner_id=id_of(user), text=body.text, completed=body.completed)
+    todo = await crud.todos.create_todo(
+        owner_id=id_of(user), text=body.text, completed=body.completed
+    )
     response.headers["Location"] = str(request.url_for("read_todo", todo_id=str(id_of(todo))))
     return TodoPublic.from_document(todo)
 
@@ -79,7 +81,7 @@ async def update_todo(todo_id: TodoId, body: TodoUpdate, user: CurrentUser) -> T
     """Change only the fields you send."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
-        todo = await crud.get_todo(owner_id=id_of(user), todo_id=todo_id)
+        todo = await crud.todos.get_todo(owner_id=id_of(user), todo_id=todo_id)
         if todo is None:
             raise NotFound(TODO_NOT_FOUND)
         return TodoPublic.from_document(todo)
@@ -94,7 +96,7 @@ async def update_todo(todo_id: TodoId, body: TodoUpdate, user: CurrentUser) -> T
 )
 async def delete_todo(todo_id: TodoId, user: CurrentUser) -> None:
     """Delete one of your todos."""
-    if not await crud.delete_todo(owner_id=id_of(user), todo_id=todo_id):
+    if not await crud.todos.delete_todo(owner_id=id_of(user), todo_id=todo_id):
         raise NotFound(TODO_NOT_FOUND)
 
 
@@ -102,7 +104,7 @@ async def _update(
     *, user_id: PydanticObjectId, todo_id: PydanticObjectId, changes: dict[str, Any]
 ) -> TodoPublic:
     # The owner filter and the write are one operation: no read-then-write window.
-    todo = await crud.update_todo(owner_id=user_id, todo_id=todo_id, changes=changes)
+    todo = await crud.todos.update_todo(owner_id=user_id, todo_id=todo_id, changes=changes)
     if todo is None:
         raise NotFound(TODO_NOT_FOUND)
     return TodoPublic.from_document(todo)

@@ -18,7 +18,7 @@ router = APIRouter(tags=["users"])
 )
 async def create_user(body: UserCreate, passwords: PasswordHasherDep) -> UserPublic:
     """Create an account; the email is stored lower-cased and must not be taken."""
-    user = await crud.create_user(
+    user = await crud.users.create_user(
         email=body.email,
         fname=body.fname,
         lname=body.lname,

@@ -1,0 +1,8 @@
+"""Every database query the service makes, one module per resource.
+
+Routes call `crud.<resource>.<function>(...)` with keyword arguments; nothing else builds queries.
+"""
+
+from service.crud import todos, users
+
+__all__ = ["todos", "users"]
