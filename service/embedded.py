@@ -95,7 +95,11 @@ class EmbeddedDatabase:
         logger.info(
             "starting embedded SecantusDB on %s:%d (%s)", self.host, self.port, self.storage_path
         )
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)  # noqa: S603
+        # Its own session: Ctrl-C reaches only the service, which stops the database after
+        # the last request has finished.
+        self._process = subprocess.Popen(  # noqa: S603 -- fixed argv, no shell
+            command, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:

@@ -1,0 +1,144 @@
+"""`python -m service serve`: configuration errors, and the embedded database launcher."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service import __main__ as cli
+from service import embedded
+from service.config import Settings, get_settings
+from service.embedded import free_port
+
+STARTUP_TIMEOUT = 60.0
+
+
+_SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+def service_env(**values: str) -> dict[str, str]:
+    """The environment minus every setting, plus `values`."""
+    env = {key: value for key, value in os.environ.items() if key not in _SETTING_NAMES}
+    env.update(values)
+    return env
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@contextmanager
+def running_service(data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m service serve` in development mode without MONGODB_URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port)],
+        env=service_env(ENVIRONMENT="development", DATA_DIR=str(data_dir)),
+        cwd=data_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            assert process.poll() is None, "the service exited during startup"
+            try:
+                if httpx.get(f"{base_url}/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the service did not start in time"
+            time.sleep(0.2)
+        yield process, base_url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=30)
+
+
+def test_embedded_launcher_serves_keeps_data_and_stops_its_database(tmp_path: Path) -> None:
+    credentials = {"username": "launcher@example.com", "password": "launcher password"}
+    with running_service(tmp_path) as (process, base_url):
+        [database_pid] = children_of(process.pid)
+        assert is_running(database_pid)
+        signup = httpx.post(
+            f"{base_url}/api/users",
+            json={
+                "email": credentials["username"],
+                "fname": "Launch",
+                "lname": "Er",
+                "password": credentials["password"],
+            },
+        )
+        assert signup.status_code == 201
+        assert stop(process) == 0
+    assert not is_running(database_pid)
+    assert (tmp_path / "db").is_dir()
+
+    with running_service(tmp_path) as (process, base_url):
+        login = httpx.post(f"{base_url}/api/token", data=credentials)
+        assert login.status_code == 200, "data and the dev key survive a restart"
+        me = httpx.get(
+            f"{base_url}/api/me",
+            headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+        )
+        assert me.json()["email"] == credentials["username"]
+        assert stop(process) == 0
+
+
+def test_production_without_a_secret_key_refuses_to_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "serve"],
+        env=service_env(ENVIRONMENT="production"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SECRET_KEY" in lines[0]
+
+
+def test_without_the_embedded_extra_or_mongodb_url_it_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in _SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(embedded, "find_executable", lambda: None)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["serve", "--port", str(free_port())])
+    finally:
+        get_settings.cache_clear()
+    message = str(exit_info.value.code)
+    assert "MONGODB_URL" in message
+    assert "[embedded]" in message

@@ -1,0 +1,83 @@
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from service.security import (
+    InvalidTokenError,
+    PasswordHasher,
+    TokenSettings,
+    create_access_token,
+    decode_access_token,
+    hash_password,
+    verify_password,
+)
+
+TOKENS = TokenSettings(
+    key="k" * 64, issuer="todo-service", audience="todo-service", expires=timedelta(minutes=5)
+)
+
+
+def test_new_hashes_are_argon2id() -> None:
+    hashed = hash_password("a password")
+    assert hashed.startswith("$argon2id$")
+    assert verify_password("a password", hashed) == (True, None)
+    assert verify_password("another one", hashed) == (False, None)
+
+
+def test_bcrypt_hashes_verify_and_come_with_an_argon2_upgrade() -> None:
+    legacy = BcryptHasher(rounds=4).hash("old password")
+    valid, upgraded = verify_password("old password", legacy)
+    assert valid
+    assert upgraded is not None
+    assert upgraded.startswith("$argon2id$")
+    assert verify_password("old password", upgraded) == (True, None)
+
+
+def test_a_wrong_password_against_bcrypt_gets_no_upgrade() -> None:
+    legacy = BcryptHasher(rounds=4).hash("old password")
+    assert verify_password("wrong", legacy) == (False, None)
+
+
+def test_bcrypt_never_matches_a_password_longer_than_72_bytes() -> None:
+    legacy = BcryptHasher(rounds=4).hash("a" * 72)
+    assert verify_password("a" * 73, legacy) == (False, None)
+
+
+async def test_password_hasher_hashes_in_a_worker_thread() -> None:
+    hasher = PasswordHasher(concurrency=1)
+    hashed = await hasher.hash("threaded password")
+    assert await hasher.verify("threaded password", hashed) == (True, None)
+
+
+def test_a_token_round_trips_its_subject() -> None:
+    token = create_access_token("abc", TOKENS)
+    claims = decode_access_token(token, TOKENS)
+    assert claims["sub"] == "abc"
+    assert claims["iss"] == claims["aud"] == "todo-service"
+    assert claims["exp"] - claims["iat"] == 300
+
+
+def test_two_tokens_have_different_ids() -> None:
+    first = decode_access_token(create_access_token("abc", TOKENS), TOKENS)
+    second = decode_access_token(create_access_token("abc", TOKENS), TOKENS)
+    assert first["jti"] != second["jti"]
+
+
+def test_an_expired_token_is_refused() -> None:
+    token = create_access_token("abc", TOKENS, now=datetime.now(UTC) - timedelta(minutes=10))
+    with pytest.raises(InvalidTokenError):
+        decode_access_token(token, TOKENS)
+
+
+def test_a_token_with_a_non_string_subject_is_refused() -> None:
+    now = datetime.now(UTC)
+    token = jwt.encode(
+        {"sub": 5, "iat": now, "exp": now + timedelta(minutes=1), "iss": "todo-service"}
+        | {"aud": "todo-service"},
+        TOKENS.key,
+        algorithm="HS256",
+    )
+    with pytest.raises(InvalidTokenError):
+        decode_access_token(token, TOKENS)
