@@ -60,7 +60,8 @@ async def create_todo(
     todo = await crud.todos.create_todo(
         owner_id=id_of(user), text=body.text, completed=body.completed
     )
-    response.headers["Location"] = str(request.url_for("read_todo", todo_id=str(id_of(todo))))
+    # A path, not a URL: it doesn't depend on a Host header a proxy may have rewritten.
+    response.headers["Location"] = request.app.url_path_for("read_todo", todo_id=str(id_of(todo)))
     return TodoPublic.from_document(todo)
 
 
