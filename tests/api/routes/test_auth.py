@@ -19,12 +19,12 @@ def session_of(token: str) -> str:
     return sid
 
 
-def claims_for(user_id: str, sid: str, **overrides: Any) -> dict[str, Any]:
+def claims_for(user_id: str, session_id: str, **overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
         "typ": "access",
         "sub": user_id,
-        "sid": sid,
+        "sid": session_id,
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "iss": "todo-service",
@@ -221,7 +221,9 @@ async def test_alg_none_token_is_401(client: AsyncClient) -> None:
 
 async def test_token_signed_with_another_algorithm_is_401(client: AsyncClient) -> None:
     account = await create_account(client)
-    token = jwt.encode(claims_for(account.id, session_of(account.token)), TEST_SECRET_KEY, algorithm="HS512")
+    token = jwt.encode(
+        claims_for(account.id, session_of(account.token)), TEST_SECRET_KEY, algorithm="HS512"
+    )
     response = await client.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
 

@@ -284,9 +284,7 @@ async def test_sessions_stores_a_long_user_agent_cut_short(client: AsyncClient) 
     assert session["user_agent"] == "x" * 256
 
 
-async def test_sessions_leaves_out_expired_sessions(
-    client: AsyncClient, clock: FakeClock
-) -> None:
+async def test_sessions_leaves_out_expired_sessions(client: AsyncClient, clock: FakeClock) -> None:
     user = await sign_up(client)
     old = await log_in_session(client, user["email"])
     clock.advance(days=29)
