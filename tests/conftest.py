@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from pymongo import AsyncMongoClient
 from starlette.types import ASGIApp
 

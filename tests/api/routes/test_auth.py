@@ -214,7 +214,8 @@ async def test_alg_none_token_is_401(client: AsyncClient) -> None:
         raw = json.dumps(data, default=lambda d: int(d.timestamp())).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    token = f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims_for(account.id, session_of(account.token)))}."
+    claims = claims_for(account.id, session_of(account.token))
+    token = f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
     response = await client.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
 
