@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import Depends
 
 from service import crud
-from service.api.deps import ClientIP, ClockDep, SettingsDep
+from service.api.deps import ClientIP, ClockDep, PasswordHasherDep, SettingsDep
 from service.config import Settings
-from service.exceptions import TooManyRequests
+from service.exceptions import BadRequest, TooManyRequests
+from service.models import User
+from service.security import PasswordHasher
 
 LOGIN_EMAIL = "login-email"
 LOGIN_IP = "login-ip"
@@ -70,3 +72,35 @@ async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) ->
 
 
 SignupLimit = Annotated[None, Depends(limit_signups)]
+
+
+INCORRECT_PASSWORD = "Incorrect password"  # noqa: S105 -- an error message
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """Checks the current user's password where a route asks for it again."""
+
+    passwords: PasswordHasher
+    settings: Settings
+    ip: str
+    now: datetime
+
+    async def __call__(self, user: User, password: str) -> None:
+        """400 unless `password` is the user's. Failures count like failed logins of the
+        email, so that a stolen access token can't be used to guess the password either."""
+        throttle = LoginThrottle(settings=self.settings, email=user.email, ip=self.ip, now=self.now)
+        await throttle.check()
+        valid, _ = await self.passwords.verify(password, user.hashed_password)
+        if not valid:
+            await throttle.failed()
+            raise BadRequest(INCORRECT_PASSWORD)
+
+
+def get_password_check(
+    passwords: PasswordHasherDep, settings: SettingsDep, ip: ClientIP, clock: ClockDep
+) -> PasswordCheck:
+    return PasswordCheck(passwords=passwords, settings=settings, ip=ip, now=clock())
+
+
+PasswordCheckDep = Annotated[PasswordCheck, Depends(get_password_check)]

@@ -3,8 +3,8 @@
 from fastapi import APIRouter, status
 
 from service import crud
-from service.api.deps import ClientIP, ClockDep, CurrentUser, PasswordHasherDep, SettingsDep
-from service.api.throttling import LoginThrottle, SignupLimit
+from service.api.deps import CurrentUser, PasswordHasherDep
+from service.api.throttling import PasswordCheckDep, SignupLimit
 from service.exceptions import (
     BadRequest,
     Conflict,
@@ -12,12 +12,11 @@ from service.exceptions import (
     Unauthorized,
     error_responses,
 )
-from service.models import User, id_of
+from service.models import id_of
 from service.schemas import AccountDeletion, PasswordChange, UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(tags=["users"])
 
-INCORRECT_PASSWORD = "Incorrect password"  # noqa: S105 -- an error message
 # Errors of the routes that ask for the current password.
 PASSWORD_CHECKED = error_responses(Unauthorized, BadRequest, TooManyRequests)
 
@@ -50,50 +49,19 @@ async def read_me(user: CurrentUser) -> UserPublic:
     return UserPublic.from_document(user)
 
 
-async def _check_password(
-    user: User,
-    password: str,
-    *,
-    passwords: PasswordHasherDep,
-    settings: SettingsDep,
-    ip: ClientIP,
-    clock: ClockDep,
-) -> None:
-    """400 unless `password` is the user's; failures count like failed logins of the email,
-    so that a stolen access token can't be used to guess the password either."""
-    throttle = LoginThrottle(settings=settings, email=user.email, ip=ip, now=clock())
-    await throttle.check()
-    valid, _ = await passwords.verify(password, user.hashed_password)
-    if not valid:
-        await throttle.failed()
-        raise BadRequest(INCORRECT_PASSWORD)
-
-
 @router.patch(
     "/me",
     summary="Edit your account",
     responses=error_responses(Unauthorized, BadRequest, Conflict, TooManyRequests),
 )
 async def update_me(
-    body: UserUpdate,
-    user: CurrentUser,
-    passwords: PasswordHasherDep,
-    settings: SettingsDep,
-    ip: ClientIP,
-    clock: ClockDep,
+    body: UserUpdate, user: CurrentUser, check_password: PasswordCheckDep
 ) -> UserPublic:
     """Change your names and/or email; a new email needs `current_password` (400 if wrong)."""
     changes = body.model_dump(exclude_unset=True, exclude={"current_password"})
     if "email" in changes:
         assert body.current_password is not None  # noqa: S101 -- UserUpdate requires it
-        await _check_password(
-            user,
-            body.current_password,
-            passwords=passwords,
-            settings=settings,
-            ip=ip,
-            clock=clock,
-        )
+        await check_password(user, body.current_password)
     if not changes:
         return UserPublic.from_document(user)
     updated = await crud.users.update_user(user_id=id_of(user), changes=changes)
@@ -111,17 +79,15 @@ async def update_me(
 async def change_password(
     body: PasswordChange,
     user: CurrentUser,
+    check_password: PasswordCheckDep,
     passwords: PasswordHasherDep,
-    settings: SettingsDep,
-    ip: ClientIP,
-    clock: ClockDep,
 ) -> None:
     """Set a new password (signup rules apply). Every session ends, this one included."""
-    await _check_password(
-        user, body.current_password, passwords=passwords, settings=settings, ip=ip, clock=clock
-    )
+    await check_password(user, body.current_password)
     await crud.users.change_password(
-        user_id=id_of(user), hashed_password=await passwords.hash(body.new_password), now=clock()
+        user_id=id_of(user),
+        hashed_password=await passwords.hash(body.new_password),
+        now=check_password.now,
     )
 
 
@@ -132,15 +98,8 @@ async def change_password(
     responses=PASSWORD_CHECKED,
 )
 async def delete_me(
-    body: AccountDeletion,
-    user: CurrentUser,
-    passwords: PasswordHasherDep,
-    settings: SettingsDep,
-    ip: ClientIP,
-    clock: ClockDep,
+    body: AccountDeletion, user: CurrentUser, check_password: PasswordCheckDep
 ) -> None:
     """Delete your account with all its todos and sessions; the email is free again after."""
-    await _check_password(
-        user, body.password, passwords=passwords, settings=settings, ip=ip, clock=clock
-    )
+    await check_password(user, body.password)
     await crud.users.delete_user(user_id=id_of(user))
