@@ -11,7 +11,6 @@ from typing import Any
 
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
-from pymongo import ReturnDocument
 
 from service.models import IP_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Session, User, as_utc
 
@@ -95,11 +94,12 @@ async def rotate_refresh_token(
 ) -> RefreshResult:
     """Swap the session's refresh hash for `new_hash` if `presented_hash` is the current one.
 
-    The swap is one find-and-modify with the current hash in its filter, so of two refreshes
-    with one token exactly one succeeds.
+    The swap is one update with the current hash in its filter, so of two refreshes with one
+    token exactly one succeeds. (Not find_one_and_update: SecantusDB's findAndModify scans the
+    whole collection, ~330 ms at 20k sessions; update_one by _id takes ~1 ms.)
     """
     collection = Session.get_pymongo_collection()
-    rotated = await collection.find_one_and_update(
+    swapped = await collection.update_one(
         {"_id": session_id, "refresh_hash": presented_hash, **_active(now)},
         {
             "$set": {
@@ -109,11 +109,10 @@ async def rotate_refresh_token(
                 "last_used_at": now,
             }
         },
-        return_document=ReturnDocument.AFTER,
     )
-    if rotated is not None:
-        return RefreshResult(RefreshOutcome.ROTATED, Session.model_validate(rotated))
     stored = await Session.get(session_id)
+    if swapped.matched_count == 1 and stored is not None:
+        return RefreshResult(RefreshOutcome.ROTATED, stored)
     if stored is None or stored.revoked or as_utc(stored.expires_at) <= now:
         return RefreshResult(RefreshOutcome.INVALID)
     if (

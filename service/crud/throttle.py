@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from service.models import ThrottleCounter, as_utc
@@ -38,19 +37,21 @@ async def hit(*, kind: str, subject: str, now: datetime, window: timedelta) -> C
     """Count one attempt, opening a new window if none is running; the count after it."""
     collection = ThrottleCounter.get_pymongo_collection()
     key = counter_key(kind, subject)
+    # update_one, not find_one_and_update: SecantusDB's findAndModify scans the collection.
     for _ in range(_MAX_ROUNDS):
-        counted = await collection.find_one_and_update(
-            {"_id": key, "expires_at": {"$gt": now}},
-            {"$inc": {"hits": 1}},
-            return_document=ReturnDocument.AFTER,
+        counted = await collection.update_one(
+            {"_id": key, "expires_at": {"$gt": now}}, {"$inc": {"hits": 1}}
         )
-        if counted is not None:
-            return Count(counted["hits"], counted["expires_at"])
+        if counted.matched_count == 1:
+            stored = await collection.find_one({"_id": key})
+            if stored is not None:  # else it expired and was swept right now: count anew
+                return Count(stored["hits"], stored["expires_at"])
+            continue
         try:
             # Replaces a window that has passed, or inserts the first one. If another request
             # opened a window meanwhile, the filter misses it and the upsert's insert collides
             # on _id: go round and count in that window instead.
-            opened = await collection.find_one_and_update(
+            await collection.update_one(
                 {"_id": key, "expires_at": {"$lte": now}},
                 {
                     "$set": {
@@ -61,12 +62,10 @@ async def hit(*, kind: str, subject: str, now: datetime, window: timedelta) -> C
                     }
                 },
                 upsert=True,
-                return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
             continue
-        if opened is not None:  # always, with upsert and ReturnDocument.AFTER
-            return Count(opened["hits"], opened["expires_at"])
+        return Count(1, now + window)
     raise RuntimeError(f"could not count a {kind} attempt")  # pragma: no cover
 
 

@@ -4,7 +4,6 @@ from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
-from beanie.odm.queries.update import UpdateResponse
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -41,14 +40,14 @@ async def set_password_hash(*, user_id: PydanticObjectId, hashed_password: str) 
 
 
 async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> User | None:
-    """Set `changes` (names, email) in one update; Conflict if the new email is taken."""
+    """Set `changes` (names, email); Conflict if the new email is taken, None if no such user."""
     try:
-        updated = await User.find_one(User.id == user_id).update(
-            {"$set": changes}, response_type=UpdateResponse.NEW_DOCUMENT
-        )
+        # update_one and a read, not find_one_and_update: SecantusDB's findAndModify scans
+        # the whole collection.
+        await User.get_pymongo_collection().update_one({"_id": user_id}, {"$set": changes})
     except DuplicateKeyError as exc:
         raise Conflict("Email already registered.") from exc
-    return updated if isinstance(updated, User) else None
+    return await User.get(user_id)
 
 
 async def change_password(
