@@ -6,7 +6,7 @@ Compares, on the embedded SecantusDB (or MONGODB_URL), interleaved:
   - session only:     `Session.get(sid)`, the floor of any design that checks the session;
   - two reads:        `Session.get(sid)` then `User.get(id)`, the naive alternative.
 
-    .venv/bin/python bench/auth_read_cost.py [--rounds 1000]
+    .venv/bin/python bench/auth_read_cost.py [--rounds 1000] [--others 20000]
 """
 
 import argparse
@@ -29,7 +29,7 @@ from service.embedded import EmbeddedDatabase
 from service.models import Session, User, utc_now
 
 
-async def measure(url: str, rounds: int) -> dict[str, list[float]]:
+async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
     name = f"bench_{uuid.uuid4().hex[:12]}"
     try:
@@ -38,6 +38,28 @@ async def measure(url: str, rounds: int) -> dict[str, list[float]]:
         await user.insert()
         assert user.id is not None
         user_id = user.id
+        # Other users' sessions and users, so that a collection scan would show.
+        now = utc_now()
+        filler = [
+            {
+                "_id": PydanticObjectId(),
+                "user_id": PydanticObjectId(),
+                "created_at": now,
+                "last_used_at": now,
+                "expires_at": now + timedelta(days=1),
+                "revoked": False,
+                "refresh_hash": f"filler-{i}",
+            }
+            for i in range(others)
+        ]
+        for start in range(0, others, 5000):
+            await Session.get_pymongo_collection().insert_many(filler[start : start + 5000])
+        users = [
+            {"email": f"u{i}@example.com", "fname": "F", "lname": "F", "hashed_password": "x"}
+            for i in range(others)
+        ]
+        for start in range(0, others, 5000):
+            await User.get_pymongo_collection().insert_many(users[start : start + 5000])
         session_id = PydanticObjectId()
         await crud.sessions.create_session(
             session_id=session_id,
@@ -99,12 +121,13 @@ def report(samples: dict[str, list[float]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--others", type=int, default=20_000, help="filler sessions and users")
     args = parser.parse_args()
     if url := os.environ.get("MONGODB_URL"):
-        report(asyncio.run(measure(url, args.rounds)))
+        report(asyncio.run(measure(url, args.rounds, args.others)))
         return 0
     with EmbeddedDatabase(":memory:", sync_on_commit=False) as server:
-        report(asyncio.run(measure(server.url, args.rounds)))
+        report(asyncio.run(measure(server.url, args.rounds, args.others)))
     return 0
 
 

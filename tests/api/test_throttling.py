@@ -1,11 +1,15 @@
 """Login and signup throttling, and which client address they count against."""
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
 from starlette.types import ASGIApp
 
+from service import crud
+from service.crud.throttle import counter_key
 from service.models import ThrottleCounter
 from tests.utils import (
     DEFAULT_PASSWORD,
@@ -30,6 +34,15 @@ async def login(
 async def fail_logins(client: AsyncClient, email: str, times: int) -> None:
     for _ in range(times):
         assert (await login(client, email, WRONG)).status_code == 401
+
+
+async def fail_logins_with(client: AsyncClient, headers: dict[str, str], times: int) -> None:
+    for _ in range(times):
+        assert (await login(client, new_email(), WRONG, headers=headers)).status_code == 401
+
+
+def bearer(token: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token['access_token']}"}
 
 
 def signup_body() -> dict[str, Any]:
@@ -227,10 +240,27 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(
     assert session["ip"] == "198.51.100.21"
 
 
-async def fail_logins_with(client: AsyncClient, headers: dict[str, str], times: int) -> None:
-    for _ in range(times):
-        assert (await login(client, new_email(), WRONG, headers=headers)).status_code == 401
+# ---- the counters themselves ----
 
 
-def bearer(token: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token['access_token']}"}
+async def test_concurrent_hits_are_all_counted(client: AsyncClient, clock: FakeClock) -> None:
+    # Ten requests racing to open the same window: one opens it, the others count in it.
+    window = timedelta(seconds=60)
+    await asyncio.gather(
+        *(crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window) for _ in range(10))
+    )
+    stored = await ThrottleCounter.get(counter_key("k", "s"))
+    assert stored is not None
+    assert stored.hits == 10
+
+
+async def test_a_hit_after_the_window_opens_a_new_one(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    window = timedelta(seconds=60)
+    for _ in range(3):
+        await crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window)
+    clock.advance(seconds=60)
+    count = await crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window)
+    assert count.hits == 1
+    assert count.retry_after(clock.now) == 60
