@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # The token a refresh just replaced, presented again within this many seconds (two tabs
     # refreshing at once), gets 401 without revoking the session; 0 treats it as theft too.
     refresh_reuse_grace_seconds: Annotated[int, Field(ge=0, le=300)] = 10
+    # A login past this many active sessions ends the user's oldest ones.
+    max_sessions_per_user: Annotated[int, Field(ge=1, le=10_000)] = 100
     # Login throttling, counted in MongoDB so that every worker and replica shares it.
     login_max_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
     login_max_failures_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 50

@@ -12,7 +12,7 @@ from typing import Any
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
 
-from service.models import IP_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Session, User, as_utc
+from service.models import IP_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Session, User, as_utc, id_of
 
 
 def _active(now: datetime) -> dict[str, Any]:
@@ -46,6 +46,22 @@ async def create_session(
     )
     await session.insert()
     return session
+
+
+async def revoke_oldest_sessions(*, user_id: PydanticObjectId, keep: int, now: datetime) -> None:
+    """Revoke the user's active sessions beyond the newest `keep`."""
+    beyond = (
+        await Session.find({"user_id": user_id, **_active(now)})
+        .sort(("_id", SortDirection.DESCENDING))
+        .skip(keep)
+        .limit(1)
+        .to_list()
+    )
+    if beyond:
+        await Session.get_pymongo_collection().update_many(
+            {"user_id": user_id, "_id": {"$lte": id_of(beyond[0])}, "revoked": False},
+            _revoke(now),
+        )
 
 
 @dataclass(frozen=True, slots=True)

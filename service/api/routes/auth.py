@@ -63,8 +63,9 @@ async def login(
 ) -> Token:
     """Exchange email and password (OAuth2 password form) for an access and a refresh token.
 
-    Each login starts a session. After too many failures for one email or from one address,
-    logins are refused with 429 (and `Retry-After`) until the window has passed.
+    Each login starts a session (past MAX_SESSIONS_PER_USER, the oldest ones end). After too
+    many failures for one email or from one address, logins are refused with 429 (and
+    `Retry-After`) until the window has passed.
     """
     email = username.strip().lower()
     now = clock()
@@ -91,6 +92,9 @@ async def login(
         ip=ip,
         now=now,
         lifetime=timedelta(days=settings.refresh_token_expire_days),
+    )
+    await crud.sessions.revoke_oldest_sessions(
+        user_id=id_of(user), keep=settings.max_sessions_per_user, now=now
     )
     return _token_pair(user_id=id_of(user), session_id=session_id, refresh=refresh, tokens=tokens)
 

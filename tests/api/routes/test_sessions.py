@@ -259,6 +259,7 @@ async def test_sessions_lists_active_sessions_with_current_marked(client: AsyncC
     laptop = await log_in_session(client, user["email"], headers={"User-Agent": "laptop/2.0"})
     gone = await log_in_session(client, user["email"])
     await client.post("/api/logout", headers=gone.headers)
+    await new_login(client)  # someone else's session
 
     response = await client.get("/api/sessions", headers=laptop.headers)
     assert response.status_code == 200
@@ -276,6 +277,16 @@ async def test_sessions_lists_active_sessions_with_current_marked(client: AsyncC
         "ip",
         "current",
     }
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_sessions_per_user": 2}])
+async def test_a_login_past_the_session_cap_ends_the_oldest_session(client: AsyncClient) -> None:
+    user = await sign_up(client)
+    logins = [await log_in_session(client, user["email"]) for _ in range(3)]
+    assert not await is_accepted(client, logins[0].access_token)
+    assert (await refresh(client, logins[0].refresh_token)).status_code == 401
+    sessions = (await client.get("/api/sessions", headers=logins[2].headers)).json()
+    assert [s["id"] for s in sessions] == [logins[2].session_id, logins[1].session_id]
 
 
 async def test_sessions_stores_a_long_user_agent_cut_short(client: AsyncClient) -> None:
