@@ -11,7 +11,6 @@ Compares, on the embedded SecantusDB (or MONGODB_URL), interleaved:
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -21,11 +20,11 @@ from datetime import timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
+from database_url import database_url
 from pymongo import AsyncMongoClient
 
 from service import crud
 from service.db import init_db
-from service.embedded import EmbeddedDatabase
 from service.models import Session, User, utc_now
 
 
@@ -123,11 +122,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--others", type=int, default=20_000, help="filler sessions and users")
     args = parser.parse_args()
-    if url := os.environ.get("MONGODB_URL"):
+    with database_url() as url:
         report(asyncio.run(measure(url, args.rounds, args.others)))
-        return 0
-    with EmbeddedDatabase(":memory:", sync_on_commit=False) as server:
-        report(asyncio.run(measure(server.url, args.rounds, args.others)))
     return 0
 
 

@@ -12,7 +12,6 @@ Prints the median (and quartiles) of each and the ratio of the medians; target: 
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -20,11 +19,11 @@ import uuid
 from typing import Any
 
 from asgi_lifespan import LifespanManager
+from database_url import database_url
 from httpx import ASGITransport, AsyncClient
 from pymongo import AsyncMongoClient
 
 from service.config import Environment, Settings
-from service.embedded import EmbeddedDatabase
 from service.main import create_app
 
 PASSWORD = "correct horse battery staple"
@@ -101,11 +100,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.tries < 50:
         parser.error("--tries must be at least 50")
-    if url := os.environ.get("MONGODB_URL"):
+    with database_url() as url:
         report(asyncio.run(measure(url, args.tries, args.warmup)))
-        return 0
-    with EmbeddedDatabase(":memory:", sync_on_commit=False) as server:
-        report(asyncio.run(measure(server.url, args.tries, args.warmup)))
     return 0
 
 
