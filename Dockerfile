@@ -27,4 +27,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=4)"]
 
 # Exec form, so todo-service is PID 1 and receives SIGTERM from `docker stop`.
+# `serve` runs uvicorn (every worker, with --workers N too) with proxy_headers=False: the
+# service alone decides the client IP, trusting X-Forwarded-For only from TRUSTED_PROXIES.
 CMD ["todo-service", "serve", "--host", "0.0.0.0"]

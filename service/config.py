@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.client_ip import IPNetwork, parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,35 @@ class Settings(BaseSettings):
     # Argon2id holds 64 MiB per hash: this bounds memory and keeps hashing from starving
     # the thread pool that other blocking work shares.
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # Sessions and refresh tokens: a session lives this long from login, refreshes included.
+    refresh_token_expire_days: Annotated[int, Field(ge=1, le=365)] = 30
+    # The token a refresh just replaced, presented again within this many seconds (two tabs
+    # refreshing at once), gets 401 without revoking the session; 0 treats it as theft too.
+    refresh_reuse_grace_seconds: Annotated[int, Field(ge=0, le=300)] = 10
+    # A login past this many active sessions ends the user's oldest ones.
+    max_sessions_per_user: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Login throttling, counted in MongoDB so that every worker and replica shares it.
+    login_max_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
+    login_max_failures_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    login_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 900
+    signup_max_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    signup_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
+    # Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: Annotated[str, Field(max_length=10_000)] = ""
 
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)  # raises ValueError naming the bad entry
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """TRUSTED_PROXIES as networks (a single IP is a /32 or /128)."""
+        return parse_networks(self.trusted_proxies)
 
     @model_validator(mode="after")
     def _check_secret_key(self) -> Self:

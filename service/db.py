@@ -7,9 +7,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
-from service.models import Todo, User
+from service.models import Session, ThrottleCounter, Todo, User
 
-DOCUMENT_MODELS: list[type[Document]] = [User, Todo]
+DOCUMENT_MODELS: list[type[Document]] = [User, Todo, Session, ThrottleCounter]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]
 
@@ -29,3 +29,13 @@ def create_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
 async def init_db(database: MongoDatabase) -> None:
     """Bind the document models to `database` and create their indexes."""
     await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+
+
+async def supports_transactions(database: MongoDatabase) -> bool:
+    """Whether the server runs multi-document transactions (a replica set or mongos)."""
+    try:
+        hello = await database.command("hello")
+    except NotImplementedError:
+        # mongomock (the tests' in-process tier) has neither `hello` nor transactions.
+        return False
+    return "setName" in hello or hello.get("msg") == "isdbgrid"

@@ -17,9 +17,11 @@ class ServiceError(Exception):
     detail: ClassVar[str] = "Internal server error"
     headers: ClassVar[dict[str, str] | None] = None
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail or self.detail)
         self.message = detail or self.detail
+        # The class's headers plus this instance's (Retry-After, say).
+        self.response_headers = {**(self.headers or {}), **(headers or {})} or None
 
 
 class BadRequest(ServiceError):
@@ -43,6 +45,16 @@ class Conflict(ServiceError):
     detail = "Conflict"
 
 
+class TooManyRequests(ServiceError):
+    """429 with `Retry-After`: the seconds until the caller's window closes."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    detail = "Too many attempts; try again later"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {
@@ -52,7 +64,7 @@ def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, An
 
 async def service_error_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)  # noqa: S101 -- registered for ServiceError only
-    return JSONResponse({"detail": exc.message}, exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": exc.message}, exc.status_code, headers=exc.response_headers)
 
 
 async def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:

@@ -9,9 +9,11 @@ from typing import TypedDict
 from fastapi import FastAPI
 
 from service.api.router import api_router
+from service.client_ip import IPNetwork
 from service.config import Settings
 from service.db import MongoDatabase, create_client, init_db
 from service.exceptions import install_error_handlers
+from service.models import Clock, utc_now
 from service.security import PasswordHasher, TokenSettings
 
 logger = logging.getLogger(__name__)
@@ -23,10 +25,18 @@ class AppState(TypedDict):
     settings: Settings
     tokens: TokenSettings
     passwords: PasswordHasher
+    clock: Clock
+    trusted_proxies: tuple[IPNetwork, ...]
 
 
-def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> FastAPI:
-    """Build the app. `database`, if given, is used as is (and not closed): tests pass one."""
+def create_app(
+    settings: Settings, *, database: MongoDatabase | None = None, clock: Clock = utc_now
+) -> FastAPI:
+    """Build the app. `database`, if given, is used as is (and not closed): tests pass one.
+
+    `clock` dates sessions and throttling windows; tests pass one they can move forward.
+    """
+    trusted_proxies = settings.trusted_proxy_networks()
     tokens = TokenSettings(
         key=settings.signing_key(),
         issuer=settings.jwt_issuer,
@@ -40,6 +50,8 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
             settings=settings,
             tokens=tokens,
             passwords=PasswordHasher(settings.password_hash_concurrency),
+            clock=clock,
+            trusted_proxies=trusted_proxies,
         )
         if database is not None:
             await init_db(database)

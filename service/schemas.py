@@ -10,9 +10,11 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    model_validator,
 )
 
-from service.models import Todo, User, id_of
+from service.models import Session, Todo, User, id_of
+from service.security import REFRESH_TOKEN_MAX_LENGTH
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -82,6 +84,10 @@ class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 -- the OAuth2 token type, no secret
     expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str = Field(
+        description="Opaque; exchange it at `POST /api/token/refresh` for a new pair. "
+        "Each one works once."
+    )
 
 
 class TodoCreate(InputModel):
@@ -134,3 +140,60 @@ class HealthStatus(BaseModel):
 
 class ErrorDetail(BaseModel):
     detail: str | list[dict[str, object]]
+
+
+# Checked against the stored hash, so only the length is limited: any password ever accepted
+# must still be accepted here.
+CurrentPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+
+
+class RefreshRequest(InputModel):
+    refresh_token: str = Field(min_length=1, max_length=REFRESH_TOKEN_MAX_LENGTH)
+
+
+class UserUpdate(InputModel):
+    """A partial update of your account; changing `email` needs `current_password` too."""
+
+    fname: Name = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    lname: Name = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    email: Email = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    current_password: CurrentPassword | None = Field(
+        default=None, description="Required when `email` is sent."
+    )
+
+    @model_validator(mode="after")
+    def _email_needs_password(self) -> Self:
+        if "email" in self.model_fields_set and self.current_password is None:
+            raise ValueError("current_password is required to change the email")
+        return self
+
+
+class PasswordChange(InputModel):
+    current_password: CurrentPassword
+    new_password: Password
+
+
+class AccountDeletion(InputModel):
+    password: CurrentPassword
+
+
+class SessionPublic(BaseModel):
+    id: str
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime
+    expires_at: UtcDatetime
+    user_agent: str
+    ip: str
+    current: bool = Field(description="Whether this is the session of the token you sent.")
+
+    @classmethod
+    def from_document(cls, session: Session, *, current: bool) -> Self:
+        return cls(
+            id=str(id_of(session)),
+            created_at=session.created_at,
+            last_used_at=session.last_used_at,
+            expires_at=session.expires_at,
+            user_agent=session.user_agent,
+            ip=session.ip,
+            current=current,
+        )

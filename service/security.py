@@ -1,5 +1,8 @@
 """Password hashing and access tokens: no I/O; hashing runs in bounded worker threads."""
 
+import hashlib
+import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,7 +16,8 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 JWT_ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "typ", "sid"]
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 -- the `typ` claim's value, no secret
 
 # Argon2id (pwdlib's recommended parameters) for new hashes; bcrypt is only verified,
 # so hashes imported from older systems work and are upgraded on the next login.
@@ -51,12 +55,14 @@ class InvalidTokenError(Exception):
 
 
 def create_access_token(
-    subject: str, settings: TokenSettings, *, now: datetime | None = None
+    subject: str, settings: TokenSettings, *, session_id: str, now: datetime | None = None
 ) -> str:
-    """A signed HS256 JWT for `subject` (a user id)."""
+    """A signed HS256 JWT for `subject` (a user id) in session `session_id`."""
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {
+        "typ": ACCESS_TOKEN_TYPE,
         "sub": subject,
+        "sid": session_id,
         "iat": issued,
         "exp": issued + settings.expires,
         "iss": settings.issuer,
@@ -81,7 +87,37 @@ def decode_access_token(token: str, settings: TokenSettings) -> dict[str, Any]:
         raise InvalidTokenError(str(exc)) from exc
     if not isinstance(claims.get("sub"), str):
         raise InvalidTokenError("sub must be a string")
+    if claims.get("typ") != ACCESS_TOKEN_TYPE:
+        raise InvalidTokenError("not an access token")
+    if not isinstance(claims.get("sid"), str):
+        raise InvalidTokenError("sid must be a string")
     return claims
+
+
+# `<session id>.<43 characters of base64url>`: 256 random bits, and the session to look in.
+REFRESH_TOKEN_PATTERN = re.compile(r"([0-9a-f]{24})\.([A-Za-z0-9_-]{43})")
+REFRESH_TOKEN_MAX_LENGTH = 68
+REFRESH_TOKEN_BYTES = 32
+
+
+def create_refresh_token(session_id: str) -> str:
+    """A new opaque refresh token for a session: 256 random bits, prefixed by the session id.
+
+    The prefix lets a refresh find its session by primary key, and so tell a replayed old
+    token (theft: the session is revoked) from an unknown one.
+    """
+    return f"{session_id}.{secrets.token_urlsafe(REFRESH_TOKEN_BYTES)}"
+
+
+def refresh_token_session(token: str) -> str | None:
+    """The session id a well-formed refresh token names, else None."""
+    match = REFRESH_TOKEN_PATTERN.fullmatch(token)
+    return match.group(1) if match else None
+
+
+def hash_refresh_token(token: str) -> str:
+    """What is stored instead of the token: its SHA-256, hex (the token has 256 bits already)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class PasswordHasher:

@@ -12,14 +12,16 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from pymongo import AsyncMongoClient
+from starlette.types import ASGIApp
 
 from service.config import Environment, Settings
 from service.db import MongoDatabase
 from service.embedded import EmbeddedDatabase
 from service.main import create_app
 from tests.mongomock_compat import mock_database
+from tests.utils import FakeClock, client_at
 
 TEST_SECRET_KEY = "test-secret-key-" + "0123456789abcdef" * 4  # 80 bytes: fine for HS512 too
 TIERS = ["mock", "wire"]
@@ -67,25 +69,42 @@ async def database(tier: str, request: pytest.FixtureRequest) -> AsyncIterator[M
 
 
 @pytest.fixture
-def settings(tmp_path: Any) -> Settings:
+def settings_overrides() -> dict[str, Any]:
+    """Settings a test changes: `@pytest.mark.parametrize("settings_overrides", [{...}])`."""
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path: Any, settings_overrides: dict[str, Any]) -> Settings:
     return Settings(
         _env_file=None,
         environment=Environment.PRODUCTION,
         secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]  # validated into SecretStr
         data_dir=tmp_path,
+        **settings_overrides,
     )
 
 
 @pytest.fixture
-def app(settings: Settings, database: MongoDatabase) -> FastAPI:
-    return create_app(settings, database=database)
+def clock() -> FakeClock:
+    """The app's clock: starts now, moves only when a test advances it."""
+    return FakeClock()
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    """An HTTP client talking to the app in process, with its lifespan running."""
-    async with (
-        LifespanManager(app) as manager,
-        AsyncClient(transport=ASGITransport(manager.app), base_url="http://test") as client,
-    ):
+def app(settings: Settings, database: MongoDatabase, clock: FakeClock) -> FastAPI:
+    return create_app(settings, database=database, clock=clock)
+
+
+@pytest.fixture
+async def running_app(app: FastAPI) -> AsyncIterator[ASGIApp]:
+    """The app with its lifespan running (the ASGI callable that carries its state)."""
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def client(running_app: ASGIApp) -> AsyncIterator[AsyncClient]:
+    """An HTTP client talking to the app in process (from 127.0.0.1)."""
+    async with client_at(running_app) as client:
         yield client

@@ -1,10 +1,15 @@
 """Helpers that create users, log in and build auth headers."""
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from httpx import AsyncClient
+import jwt
+from httpx import ASGITransport, AsyncClient
+from starlette.types import ASGIApp
+
+from service.models import utc_now
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _counter = itertools.count()
@@ -69,3 +74,58 @@ async def create_todo(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@dataclass
+class FakeClock:
+    """A clock for the app that only moves when told to."""
+
+    now: datetime = field(default_factory=utc_now)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def client_at(app: ASGIApp, ip: str = "127.0.0.1") -> AsyncClient:
+    """An HTTP client for a running app whose requests come from `ip` (the socket peer)."""
+    return AsyncClient(transport=ASGITransport(app, client=(ip, 50000)), base_url="http://test")
+
+
+@dataclass(frozen=True)
+class Login:
+    """What a login answered."""
+
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def session_id(self) -> str:
+        sid: str = jwt.decode(self.access_token, options={"verify_signature": False})["sid"]
+        return sid
+
+
+async def log_in_session(
+    client: AsyncClient,
+    email: str,
+    password: str = DEFAULT_PASSWORD,
+    headers: dict[str, str] | None = None,
+) -> Login:
+    """Log in through the API and return both tokens."""
+    response = await client.post(
+        "/api/token", data={"username": email, "password": password}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return Login(access_token=body["access_token"], refresh_token=body["refresh_token"])
+
+
+async def refresh(client: AsyncClient, refresh_token: str) -> Any:
+    """POST /api/token/refresh; the response."""
+    return await client.post("/api/token/refresh", json={"refresh_token": refresh_token})

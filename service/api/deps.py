@@ -1,4 +1,4 @@
-"""Dependencies, each as an Annotated alias: settings, password hasher, current user, todos."""
+"""Dependencies, each as an Annotated alias: settings, clock, client IP, current user, todos."""
 
 from typing import Annotated
 
@@ -8,9 +8,11 @@ from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from service import crud
+from service.client_ip import resolve_client_ip
 from service.config import Settings
+from service.crud.sessions import Authenticated
 from service.exceptions import NotFound, Unauthorized
-from service.models import Todo, User, id_of
+from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
 
 # auto_error=False: a missing token goes through Unauthorized, like every other 401.
@@ -38,19 +40,60 @@ PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
-async def get_current_user(token: BearerToken, tokens: TokenSettingsDep) -> User:
-    """The user named by the bearer token's subject; 401 for any unusable token."""
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.state.clock
+    return clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_client_ip(request: Request) -> str:
+    """The caller's IP: the TCP peer, or X-Forwarded-For when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return resolve_client_ip(peer, forwarded, request.state.trusted_proxies)
+
+
+ClientIP = Annotated[str, Depends(get_client_ip)]
+
+
+def get_user_agent(request: Request) -> str:
+    """The User-Agent header, cut to what a session stores."""
+    return request.headers.get("user-agent", "")[:USER_AGENT_MAX_LENGTH]
+
+
+UserAgent = Annotated[str, Depends(get_user_agent)]
+
+
+async def get_authenticated(
+    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
+) -> Authenticated:
+    """The user and session of a valid access token; 401 for any unusable token.
+
+    One aggregate on sessions (by _id) with a $lookup of the user (by _id): a logged-out,
+    expired or deleted session, or a deleted user, is refused on the very next request.
+    """
     if not token:
         raise Unauthorized("Not authenticated")
     try:
         claims = decode_access_token(token, tokens)
         user_id = PydanticObjectId(claims["sub"])
+        session_id = PydanticObjectId(claims["sid"])
     except (InvalidTokenError, InvalidId) as exc:
         raise Unauthorized from exc
-    user = await crud.users.get_user(user_id=user_id)
-    if user is None:
+    found = await crud.sessions.authenticate(session_id=session_id, user_id=user_id, now=clock())
+    if found is None:
         raise Unauthorized
-    return user
+    return found
+
+
+CurrentAuth = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_current_user(auth: CurrentAuth) -> User:
+    """The user the bearer token belongs to (see get_authenticated)."""
+    return auth.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

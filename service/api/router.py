@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from service.api.routes import auth, health, todos, users
+from service.api.routes import auth, health, sessions, todos, users
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(auth.router)
 api_router.include_router(users.router)
 api_router.include_router(todos.router)
+api_router.include_router(sessions.router)

@@ -14,10 +14,17 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.utils import DEFAULT_PASSWORD, create_account, log_in, sign_up
 
 
-def claims_for(user_id: str, **overrides: Any) -> dict[str, Any]:
+def session_of(token: str) -> str:
+    sid: str = jwt.decode(token, options={"verify_signature": False})["sid"]
+    return sid
+
+
+def claims_for(user_id: str, session_id: str, **overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
+        "typ": "access",
         "sub": user_id,
+        "sid": session_id,
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "iss": "todo-service",
@@ -49,6 +56,8 @@ async def test_login_token_carries_the_required_claims(client: AsyncClient) -> N
     token = await log_in(client, user["email"])
     claims = jwt.decode(token, TEST_SECRET_KEY, algorithms=["HS256"], audience="todo-service")
     assert claims["sub"] == user["id"]
+    assert claims["typ"] == "access"
+    assert isinstance(claims["sid"], str)
     assert claims["iss"] == "todo-service"
     assert {"exp", "iat", "jti"} <= set(claims)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
@@ -180,13 +189,19 @@ async def test_malformed_authorization_is_401(client: AsyncClient, header: str) 
         pytest.param(TEST_SECRET_KEY, {"aud": None}, id="no-aud"),
         pytest.param(TEST_SECRET_KEY, {"sub": None}, id="no-sub"),
         pytest.param(TEST_SECRET_KEY, {"sub": "not-an-object-id"}, id="sub-not-an-id"),
+        pytest.param(TEST_SECRET_KEY, {"typ": None}, id="no-typ"),
+        pytest.param(TEST_SECRET_KEY, {"typ": "refresh"}, id="typ-refresh"),
+        pytest.param(TEST_SECRET_KEY, {"sid": None}, id="no-sid"),
+        pytest.param(TEST_SECRET_KEY, {"sid": "not-an-object-id"}, id="sid-not-an-id"),
+        pytest.param(TEST_SECRET_KEY, {"sid": "0123456789abcdef01234567"}, id="unknown-sid"),
     ],
 )
 async def test_unusable_tokens_are_401(
     client: AsyncClient, key: str, overrides: dict[str, Any]
 ) -> None:
     account = await create_account(client)
-    token = jwt.encode(claims_for(account.id, **overrides), key, algorithm="HS256")
+    claims = claims_for(account.id, session_of(account.token), **overrides)
+    token = jwt.encode(claims, key, algorithm="HS256")
     response = await client.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -199,14 +214,35 @@ async def test_alg_none_token_is_401(client: AsyncClient) -> None:
         raw = json.dumps(data, default=lambda d: int(d.timestamp())).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    token = f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims_for(account.id))}."
+    claims = claims_for(account.id, session_of(account.token))
+    token = f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
     response = await client.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
 
 
 async def test_token_signed_with_another_algorithm_is_401(client: AsyncClient) -> None:
     account = await create_account(client)
-    token = jwt.encode(claims_for(account.id), TEST_SECRET_KEY, algorithm="HS512")
+    token = jwt.encode(
+        claims_for(account.id, session_of(account.token)), TEST_SECRET_KEY, algorithm="HS512"
+    )
+    response = await client.get("/api/me", headers=bearer(token))
+    assert response.status_code == 401
+
+
+async def test_a_well_formed_hand_made_token_is_accepted(client: AsyncClient) -> None:
+    # The baseline of the cases above: each of them breaks exactly one thing of this.
+    account = await create_account(client)
+    claims = claims_for(account.id, session_of(account.token))
+    token = jwt.encode(claims, TEST_SECRET_KEY, algorithm="HS256")
+    response = await client.get("/api/me", headers=bearer(token))
+    assert response.status_code == 200
+
+
+async def test_token_naming_another_users_session_is_401(client: AsyncClient) -> None:
+    mine = await create_account(client)
+    theirs = await create_account(client)
+    claims = claims_for(mine.id, session_of(theirs.token))
+    token = jwt.encode(claims, TEST_SECRET_KEY, algorithm="HS256")
     response = await client.get("/api/me", headers=bearer(token))
     assert response.status_code == 401
 

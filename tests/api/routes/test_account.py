@@ -1,0 +1,252 @@
+"""PATCH /api/me, PUT /api/me/password and DELETE /api/me."""
+
+from typing import Any
+
+import pytest
+from beanie import PydanticObjectId
+from httpx import AsyncClient, Response
+from pymongo.asynchronous.collection import AsyncCollection
+
+from service import crud
+from service.db import MongoDatabase, supports_transactions
+from service.models import Session, Todo, User
+from tests.utils import (
+    DEFAULT_PASSWORD,
+    UserAccount,
+    create_account,
+    create_todo,
+    log_in_session,
+    new_email,
+    refresh,
+    sign_up,
+)
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+async def patch_me(client: AsyncClient, account: UserAccount, **body: Any) -> Response:
+    return await client.patch("/api/me", json=body, headers=account.headers)
+
+
+async def delete_me(client: AsyncClient, headers: dict[str, str], password: str) -> Response:
+    return await client.request("DELETE", "/api/me", json={"password": password}, headers=headers)
+
+
+async def login_status(client: AsyncClient, email: str, password: str) -> int:
+    response = await client.post("/api/token", data={"username": email, "password": password})
+    return response.status_code
+
+
+# ---- PATCH /api/me ----
+
+
+async def test_patch_me_changes_names(client: AsyncClient) -> None:
+    account = await create_account(client)
+    response = await patch_me(client, account, fname="  Augusta ", lname="King")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["fname"], body["lname"], body["email"]) == ("Augusta", "King", account.email)
+    assert (await client.get("/api/me", headers=account.headers)).json() == body
+
+
+async def test_patch_me_with_an_empty_body_changes_nothing(client: AsyncClient) -> None:
+    account = await create_account(client)
+    before = (await client.get("/api/me", headers=account.headers)).json()
+    response = await patch_me(client, account)
+    assert response.status_code == 200
+    assert response.json() == before
+
+
+async def test_patch_me_changes_email_with_the_right_password(client: AsyncClient) -> None:
+    account = await create_account(client)
+    response = await patch_me(
+        client, account, email="New.Address@Example.com", current_password=DEFAULT_PASSWORD
+    )
+    assert response.status_code == 200
+    assert response.json()["email"] == "new.address@example.com"
+    assert await login_status(client, "new.address@example.com", DEFAULT_PASSWORD) == 200
+    assert await login_status(client, account.email, DEFAULT_PASSWORD) == 401
+
+
+async def test_patch_me_with_a_wrong_password_is_400_and_changes_nothing(
+    client: AsyncClient,
+) -> None:
+    account = await create_account(client)
+    response = await patch_me(
+        client, account, email=new_email(), fname="Eve", current_password="not my password"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Incorrect password"}
+    me = (await client.get("/api/me", headers=account.headers)).json()
+    assert (me["email"], me["fname"]) == (account.email, "Ada")
+
+
+async def test_patch_me_email_without_current_password_is_422(client: AsyncClient) -> None:
+    account = await create_account(client)
+    response = await patch_me(client, account, email=new_email())
+    assert response.status_code == 422
+    assert (await client.get("/api/me", headers=account.headers)).json()["email"] == account.email
+
+
+async def test_patch_me_to_a_taken_email_is_409(client: AsyncClient) -> None:
+    account = await create_account(client)
+    other = await sign_up(client)
+    response = await patch_me(
+        client, account, email=other["email"].upper(), current_password=DEFAULT_PASSWORD
+    )
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Email already registered."}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"fname": ""}, id="empty-fname"),
+        pytest.param({"lname": "x" * 101}, id="long-lname"),
+        pytest.param({"fname": None}, id="null-fname"),
+        pytest.param({"email": "nope", "current_password": DEFAULT_PASSWORD}, id="bad-email"),
+        pytest.param({"hashed_password": "x"}, id="unknown-field"),
+        pytest.param({"current_password": "p" * 129}, id="long-password"),
+    ],
+)
+async def test_patch_me_rejects_invalid_input_with_422(
+    client: AsyncClient, body: dict[str, Any]
+) -> None:
+    account = await create_account(client)
+    response = await patch_me(client, account, **body)
+    assert response.status_code == 422
+
+
+async def test_patch_me_without_a_token_is_401(client: AsyncClient) -> None:
+    assert (await client.patch("/api/me", json={"fname": "X"})).status_code == 401
+
+
+# ---- PUT /api/me/password ----
+
+
+async def test_password_change_revokes_every_session_and_the_old_password(
+    client: AsyncClient,
+) -> None:
+    account = await create_account(client)
+    other = await log_in_session(client, account.email)
+    response = await client.put(
+        "/api/me/password",
+        json={"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
+        headers=account.headers,
+    )
+    assert response.status_code == 204
+    for headers in (account.headers, other.headers):
+        assert (await client.get("/api/me", headers=headers)).status_code == 401
+    assert (await refresh(client, other.refresh_token)).status_code == 401
+    assert await login_status(client, account.email, DEFAULT_PASSWORD) == 401
+    assert await login_status(client, account.email, NEW_PASSWORD) == 200
+
+
+async def test_password_change_with_a_wrong_current_password_is_400(
+    client: AsyncClient,
+) -> None:
+    account = await create_account(client)
+    response = await client.put(
+        "/api/me/password",
+        json={"current_password": "wrong password", "new_password": NEW_PASSWORD},
+        headers=account.headers,
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Incorrect password"}
+    assert (await client.get("/api/me", headers=account.headers)).status_code == 200
+    assert await login_status(client, account.email, DEFAULT_PASSWORD) == 200
+
+
+@pytest.mark.parametrize("new_password", ["sh0rt!", "p" * 129])
+async def test_password_change_follows_the_signup_rules(
+    client: AsyncClient, new_password: str
+) -> None:
+    account = await create_account(client)
+    response = await client.put(
+        "/api/me/password",
+        json={"current_password": DEFAULT_PASSWORD, "new_password": new_password},
+        headers=account.headers,
+    )
+    assert response.status_code == 422
+    assert new_password not in response.text
+    assert (await client.get("/api/me", headers=account.headers)).status_code == 200
+
+
+# ---- DELETE /api/me ----
+
+
+async def test_delete_me_removes_the_user_todos_and_sessions(client: AsyncClient) -> None:
+    account = await create_account(client)
+    second = await log_in_session(client, account.email)
+    await create_todo(client, account)
+    await create_todo(client, account, "walk the dog")
+    bystander = await create_account(client)
+    await create_todo(client, bystander)
+
+    response = await delete_me(client, account.headers, DEFAULT_PASSWORD)
+    assert response.status_code == 204
+    assert await User.find(User.email == account.email).count() == 0
+    assert await Todo.find({"owner_id": PydanticObjectId(account.id)}).count() == 0
+    assert await Session.find({"user_id": PydanticObjectId(account.id)}).count() == 0
+    for headers in (account.headers, second.headers):
+        assert (await client.get("/api/me", headers=headers)).status_code == 401
+    assert (await refresh(client, second.refresh_token)).status_code == 401
+    # Nobody else's data goes with it.
+    assert (await client.get("/api/todos", headers=bystander.headers)).json()["items"]
+
+
+async def test_deleted_email_can_sign_up_again(client: AsyncClient) -> None:
+    account = await create_account(client)
+    await delete_me(client, account.headers, DEFAULT_PASSWORD)
+    again = await create_account(client, email=account.email)
+    assert again.id != account.id
+    assert (await client.get("/api/todos", headers=again.headers)).json()["items"] == []
+
+
+async def test_delete_me_with_a_wrong_password_is_400_and_deletes_nothing(
+    client: AsyncClient,
+) -> None:
+    account = await create_account(client)
+    await create_todo(client, account)
+    response = await delete_me(client, account.headers, "wrong password")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Incorrect password"}
+    assert (await client.get("/api/todos", headers=account.headers)).json()["items"]
+
+
+async def test_delete_me_without_a_body_is_422(client: AsyncClient) -> None:
+    account = await create_account(client)
+    response = await client.delete("/api/me", headers=account.headers)
+    assert response.status_code == 422
+
+
+async def test_transactions_are_detected_on_the_wire_tier_only(
+    database: MongoDatabase, tier: str
+) -> None:
+    assert await supports_transactions(database) is (tier == "wire")
+
+
+@pytest.mark.wire_only
+async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await create_account(client)
+    await create_todo(client, account)
+    real_delete_many = AsyncCollection.delete_many
+
+    async def failing_on_users(self: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
+        # Sessions and todos are deleted first, inside the transaction; then this fails.
+        assert kwargs.get("session") is not None, "deletion ran outside a transaction"
+        if self.name == "users":
+            raise RuntimeError("simulated failure before the last step")
+        return await real_delete_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "delete_many", failing_on_users)
+    user_id = PydanticObjectId(account.id)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        await crud.users.delete_user(user_id=user_id)
+    monkeypatch.undo()
+    # Rolled back: the sessions and todos deleted before the failure are all still there.
+    assert await Session.find({"user_id": user_id}).count() == 1
+    assert await Todo.find({"owner_id": user_id}).count() == 1
+    assert (await client.get("/api/todos", headers=account.headers)).json()["items"]

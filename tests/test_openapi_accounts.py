@@ -1,0 +1,45 @@
+"""The OpenAPI document describes the session, account and throttling routes."""
+
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.main import create_app
+from tests.conftest import TEST_SECRET_KEY
+
+
+@pytest.fixture(scope="module")
+def paths() -> dict[str, Any]:
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET_KEY)  # type: ignore[arg-type]  # str → SecretStr
+    schema: dict[str, Any] = create_app(settings).openapi()
+    return schema["paths"]  # type: ignore[no-any-return]  # JSON
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "codes"),
+    [
+        ("post", "/api/token", {"200", "401", "422", "429"}),
+        ("post", "/api/token/refresh", {"200", "401", "422"}),
+        ("post", "/api/logout", {"204", "401"}),
+        ("post", "/api/logout/all", {"204", "401"}),
+        ("get", "/api/sessions", {"200", "401", "422"}),
+        ("delete", "/api/sessions/{session_id}", {"204", "401", "404", "422"}),
+        ("post", "/api/users", {"201", "409", "422", "429"}),
+        ("patch", "/api/me", {"200", "400", "401", "409", "422", "429"}),
+        ("put", "/api/me/password", {"204", "400", "401", "422", "429"}),
+        ("delete", "/api/me", {"204", "400", "401", "422", "429"}),
+    ],
+)
+def test_routes_document_their_responses(
+    paths: dict[str, Any], method: str, path: str, codes: set[str]
+) -> None:
+    operation = paths[path][method]
+    assert operation["summary"]
+    assert operation["description"]
+    assert set(operation["responses"]) == codes
+
+
+def test_token_response_documents_the_refresh_token(paths: dict[str, Any]) -> None:
+    ok = paths["/api/token"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"]["$ref"].endswith("/Token")
