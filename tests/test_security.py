@@ -14,6 +14,7 @@ from service.security import (
     verify_password,
 )
 
+SESSION_ID = "0123456789abcdef01234567"
 TOKENS = TokenSettings(
     key="k" * 64, issuer="todo-service", audience="todo-service", expires=timedelta(minutes=5)
 )
@@ -52,7 +53,7 @@ async def test_password_hasher_hashes_in_a_worker_thread() -> None:
 
 
 def test_a_token_round_trips_its_subject() -> None:
-    token = create_access_token("abc", TOKENS)
+    token = create_access_token("abc", TOKENS, session_id=SESSION_ID)
     claims = decode_access_token(token, TOKENS)
     assert claims["sub"] == "abc"
     assert claims["iss"] == claims["aud"] == "todo-service"
@@ -60,13 +61,15 @@ def test_a_token_round_trips_its_subject() -> None:
 
 
 def test_two_tokens_have_different_ids() -> None:
-    first = decode_access_token(create_access_token("abc", TOKENS), TOKENS)
-    second = decode_access_token(create_access_token("abc", TOKENS), TOKENS)
+    first = decode_access_token(create_access_token("abc", TOKENS, session_id=SESSION_ID), TOKENS)
+    second = decode_access_token(create_access_token("abc", TOKENS, session_id=SESSION_ID), TOKENS)
     assert first["jti"] != second["jti"]
 
 
 def test_an_expired_token_is_refused() -> None:
-    token = create_access_token("abc", TOKENS, now=datetime.now(UTC) - timedelta(minutes=10))
+    token = create_access_token(
+        "abc", TOKENS, session_id=SESSION_ID, now=datetime.now(UTC) - timedelta(minutes=10)
+    )
     with pytest.raises(InvalidTokenError):
         decode_access_token(token, TOKENS)
 
@@ -75,7 +78,7 @@ def test_a_token_with_a_non_string_subject_is_refused() -> None:
     now = datetime.now(UTC)
     token = jwt.encode(
         {"sub": 5, "iat": now, "exp": now + timedelta(minutes=1), "iss": "todo-service"}
-        | {"aud": "todo-service"},
+        | {"aud": "todo-service", "typ": "access", "sid": SESSION_ID},
         TOKENS.key,
         algorithm="HS256",
     )
