@@ -1,6 +1,7 @@
 """Beanie documents: what is stored in MongoDB."""
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, ClassVar
 
 import pymongo
@@ -32,12 +33,43 @@ class User(Document):
         name = "users"
 
 
+# A due value is either a calendar date or a datetime with an explicit offset (never naive).
+DUE_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+DUE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+_DUE_DATE_RE = re.compile(DUE_DATE_PATTERN)
+_DUE_DATETIME_RE = re.compile(DUE_DATETIME_PATTERN)
+
+
+def due_instant(due: str) -> datetime:
+    """The UTC instant a due value sorts and filters by; a date counts as its midnight UTC.
+
+    Raises ValueError for anything but an ISO date or an ISO datetime with an offset.
+    """
+    if _DUE_DATE_RE.fullmatch(due):
+        day = date.fromisoformat(due)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if _DUE_DATETIME_RE.fullmatch(due):
+        return datetime.fromisoformat(due).astimezone(UTC)
+    raise ValueError("must be an ISO date (2026-12-01) or a datetime with an offset")
+
+
 class Todo(Document):
     owner_id: PydanticObjectId
     text: str
+    notes: str = ""
     completed: bool = False
+    completed_at: datetime | None = None
+    # `due` is kept exactly as the client sent it; `due_at` is its instant (for filters and
+    # sorting) and `due_rank` is 1 when there is no due, so that "sort=due" puts those last
+    # in both directions.
+    due: str | None = None
+    due_at: datetime | None = None
+    due_rank: int = 1
+    priority: int = 0
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+    version: int = 1
 
     class Settings:
         name = "todos"

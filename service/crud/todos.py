@@ -1,17 +1,36 @@
 """Queries on todos. Every one filters on owner_id: nobody reaches another user's todos."""
 
+from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
-from beanie.odm.queries.update import UpdateResponse
+from pymongo import ReturnDocument
 
-from service.models import Todo, utc_now
+from service.models import Todo, due_instant, utc_now
 
 
-async def create_todo(*, owner_id: PydanticObjectId, text: str, completed: bool) -> Todo:
-    """Insert a todo owned by owner_id."""
-    todo = Todo(owner_id=owner_id, text=text, completed=completed)
+def _derived_due(due: str | None) -> dict[str, Any]:
+    """The stored fields that follow from `due`: its instant, and its rank for sorting."""
+    if due is None:
+        return {"due": None, "due_at": None, "due_rank": 1}
+    return {"due": due, "due_at": due_instant(due), "due_rank": 0}
+
+
+async def create_todo(
+    *, owner_id: PydanticObjectId, fields: dict[str, Any], todo_id: PydanticObjectId | None = None
+) -> Todo:
+    """Insert a todo owned by owner_id with the writable `fields` (a validated TodoCreate)."""
+    now = utc_now()
+    values = {**fields, **_derived_due(fields.get("due"))}
+    todo = Todo(
+        id=todo_id,
+        owner_id=owner_id,
+        completed_at=now if values.get("completed") else None,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
     await todo.insert()
     return todo
 
@@ -31,15 +50,46 @@ async def get_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> 
     return await Todo.find_one({"_id": todo_id, "owner_id": owner_id})
 
 
+def _update_pipeline(changes: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """One $set stage applying `changes`; expressions read the stored values before it.
+
+    A pipeline (rather than a plain $set) lets `completed_at` depend on the stored `completed`
+    in the same atomic write. Values go in $literal, so text like "$5" stays text.
+    """
+    values = dict(changes)
+    if "due" in values:
+        values.update(_derived_due(values["due"]))
+    stage: dict[str, Any] = {name: {"$literal": value} for name, value in values.items()}
+    if "completed" in values:
+        # Set when completed becomes true (kept if it already was), cleared when false.
+        stage["completed_at"] = (
+            {"$cond": [{"$eq": ["$completed", True]}, "$completed_at", {"$literal": now}]}
+            if values["completed"]
+            else {"$literal": None}
+        )
+    stage["updated_at"] = {"$literal": now}
+    stage["version"] = {"$add": ["$version", 1]}
+    return [{"$set": stage}]
+
+
 async def update_todo(
-    *, owner_id: PydanticObjectId, todo_id: PydanticObjectId, changes: dict[str, Any]
+    *,
+    owner_id: PydanticObjectId,
+    todo_id: PydanticObjectId,
+    changes: dict[str, Any],
+    version: int | None = None,
 ) -> Todo | None:
-    """Set `changes` on the owner's todo in one atomic update; None if there's no such todo."""
-    updated = await Todo.find_one({"_id": todo_id, "owner_id": owner_id}).update(
-        {"$set": {**changes, "updated_at": utc_now()}},
-        response_type=UpdateResponse.NEW_DOCUMENT,
+    """Apply `changes` to the owner's todo in one atomic update and bump its version.
+
+    With `version`, only if the stored version is that one. None if nothing matched.
+    """
+    query: dict[str, Any] = {"_id": todo_id, "owner_id": owner_id}
+    if version is not None:
+        query["version"] = version
+    raw = await Todo.get_pymongo_collection().find_one_and_update(
+        query, _update_pipeline(changes, utc_now()), return_document=ReturnDocument.AFTER
     )
-    return updated if isinstance(updated, Todo) else None
+    return None if raw is None else Todo.model_validate(raw)
 
 
 async def delete_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> bool:

@@ -57,9 +57,7 @@ async def create_todo(
     body: TodoCreate, user: CurrentUser, request: Request, response: Response
 ) -> TodoPublic:
     """Add a todo to your list; `Location` names the new todo."""
-    todo = await crud.todos.create_todo(
-        owner_id=id_of(user), text=body.text, completed=body.completed
-    )
+    todo = await crud.todos.create_todo(owner_id=id_of(user), fields=body.model_dump())
     response.headers["Location"] = str(request.url_for("read_todo", todo_id=str(id_of(todo))))
     return TodoPublic.from_document(todo)
 
@@ -72,7 +70,7 @@ async def read_todo(todo: OwnedTodo) -> TodoPublic:
 
 @router.put("/todos/{todo_id}", summary="Replace a todo", responses=error_responses(NotFound))
 async def replace_todo(todo_id: TodoId, body: TodoReplace, user: CurrentUser) -> TodoPublic:
-    """Set every writable field of one of your todos."""
+    """Set every writable field of one of your todos; those not sent reset to their defaults."""
     return await _update(user_id=id_of(user), todo_id=todo_id, changes=body.model_dump())
 
 

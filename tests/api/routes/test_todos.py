@@ -6,17 +6,7 @@ from httpx import AsyncClient
 
 from service.models import Todo
 from service.pagination import encode_cursor
-from tests.utils import UserAccount, create_account, create_todo
-
-
-@pytest.fixture
-async def alice(client: AsyncClient) -> UserAccount:
-    return await create_account(client)
-
-
-@pytest.fixture
-async def bob(client: AsyncClient) -> UserAccount:
-    return await create_account(client)
+from tests.utils import UserAccount, create_todo
 
 
 async def list_all(client: AsyncClient, user: UserAccount, limit: int) -> list[dict[str, Any]]:
@@ -52,7 +42,19 @@ async def test_create_returns_the_todo_and_its_location(
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "text", "completed", "created_at", "updated_at"}
+    assert set(body) == {
+        "id",
+        "text",
+        "notes",
+        "completed",
+        "completed_at",
+        "due",
+        "priority",
+        "tags",
+        "created_at",
+        "updated_at",
+        "version",
+    }
     assert body["text"] == "water the plants"
     assert body["completed"] is False
     assert response.headers["location"].endswith(f"/api/todos/{body['id']}")
