@@ -8,6 +8,8 @@ import pymongo
 from beanie import Document, Indexed, PydanticObjectId
 from pydantic import Field
 
+ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
+
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC, truncated to MongoDB's millisecond precision."""
@@ -70,14 +72,36 @@ class Todo(Document):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     version: int = 1
+    # Set when the todo is deleted: it stays as a tombstone for delta sync until a TTL index
+    # removes it. Every normal read filters on deleted_at: null.
+    deleted_at: datetime | None = None
 
     class Settings:
         name = "todos"
-        # (owner_id, _id desc) serves "my todos, newest first" and every lookup by owner,
-        # so no separate owner_id index is needed.
+        # One index per listing order, each starting with the equality fields every listing
+        # has (owner_id, and deleted_at: null for live todos); the README says which query each
+        # serves. Listings hint them by name (service/crud/todos.py SORT_INDEXES).
         indexes: ClassVar[list[pymongo.IndexModel]] = [
             pymongo.IndexModel(
-                [("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)],
-                name="owner_newest_first",
-            )
+                [("owner_id", ASC), ("deleted_at", ASC), ("_id", DESC)],
+                name="todos_live_by_created",
+            ),
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("deleted_at", ASC), ("updated_at", DESC), ("_id", DESC)],
+                name="todos_live_by_updated",
+            ),
+            pymongo.IndexModel(
+                [
+                    ("owner_id", ASC),
+                    ("deleted_at", ASC),
+                    ("due_rank", ASC),
+                    ("due_at", ASC),
+                    ("_id", ASC),
+                ],
+                name="todos_live_by_due",
+            ),
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("deleted_at", ASC), ("priority", DESC), ("_id", DESC)],
+                name="todos_live_by_priority",
+            ),
         ]

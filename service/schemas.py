@@ -26,6 +26,7 @@ MAX_TAGS = 20
 MAX_TAGS_SENT = 100
 PRIORITY_MAX = 3
 DUE_MAX_LENGTH = 40
+SEARCH_MAX_LENGTH = 200
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -81,7 +82,8 @@ Tags = Annotated[
 ]
 
 
-def _check_due(value: str) -> str:
+def check_due(value: str) -> str:
+    """`value` if it is a valid due (an ISO date or a datetime with an offset), else ValueError."""
     due_instant(value)  # raises ValueError for anything else
     return value
 
@@ -96,7 +98,7 @@ Due = Annotated[
         ),
         json_schema_extra={"pattern": f"{DUE_DATE_PATTERN}|{DUE_DATETIME_PATTERN}"},
     ),
-    AfterValidator(_check_due),
+    AfterValidator(check_due),
 ]
 
 

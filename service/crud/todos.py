@@ -1,13 +1,174 @@
 """Queries on todos. Every one filters on owner_id: nobody reaches another user's todos."""
 
-from datetime import datetime
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
+from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ReturnDocument
 
 from service.models import Todo, due_instant, utc_now
+from service.pagination import InvalidCursorError
+
+# Normal reads never see tombstones (deleted todos kept for delta sync).
+LIVE: dict[str, Any] = {"deleted_at": None}
+
+
+class TodoSort(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DUE = "due"
+    PRIORITY = "priority"
+
+
+class SortOrder(StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TodoFilters:
+    """What GET /api/todos narrows a listing to; every filter given must match."""
+
+    completed: bool | None = None
+    tags: list[str] = field(default_factory=list)
+    q: str | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    priority: int | None = None
+
+
+ASCENDING, DESCENDING = SortDirection.ASCENDING, SortDirection.DESCENDING
+SortKey = tuple[str, SortDirection]
+
+
+# Each listing order as index-friendly (field, direction) keys; `_id` last makes it total.
+# Todos without a due have due_rank 1, so they come after the others in both directions.
+def sort_keys(sort: TodoSort, order: SortOrder) -> list[SortKey]:
+    """The (field, direction) pairs a listing is ordered by."""
+    direction = ASCENDING if order is SortOrder.ASC else DESCENDING
+    return {
+        TodoSort.CREATED: [("_id", direction)],
+        TodoSort.UPDATED: [("updated_at", direction), ("_id", direction)],
+        TodoSort.DUE: [("due_rank", ASCENDING), ("due_at", direction), ("_id", direction)],
+        TodoSort.PRIORITY: [("priority", direction), ("_id", direction)],
+    }[sort]
+
+
+# The index that serves each sort, given to the planner as a hint: SecantusDB picks the first
+# index whose equality fields match and would otherwise sort in memory. See the README.
+SORT_INDEXES = {
+    TodoSort.CREATED: "todos_live_by_created",
+    TodoSort.UPDATED: "todos_live_by_updated",
+    TodoSort.DUE: "todos_live_by_due",
+    TodoSort.PRIORITY: "todos_live_by_priority",
+}
+
+
+def _key_value_to_json(name: str, value: Any) -> Any:
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return aware.isoformat(timespec="milliseconds")
+    return value
+
+
+def _key_value_from_json(name: str, value: Any) -> Any:
+    """A sort key value back from a cursor; InvalidCursorError if it has the wrong type."""
+    try:
+        if name == "_id" and isinstance(value, str):
+            return PydanticObjectId(value)
+        if name in {"updated_at", "due_at"} and isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is not None:
+                return parsed
+        if name == "due_at" and value is None:
+            return None
+        if name in {"due_rank", "priority"} and type(value) is int:
+            return value
+    except (InvalidId, ValueError) as exc:
+        raise InvalidCursorError(name) from exc
+    raise InvalidCursorError(name)
+
+
+def cursor_key(todo: Todo, keys: list[SortKey]) -> list[Any]:
+    """The JSON-ready sort key of `todo`, for the cursor of the page after it."""
+    stored = todo.model_dump(by_alias=True)
+    return [_key_value_to_json(name, stored[name]) for name, _ in keys]
+
+
+def parse_cursor_key(raw: list[Any], keys: list[SortKey]) -> list[Any]:
+    """The sort key a cursor carries, typed for a query; InvalidCursorError if it doesn't fit."""
+    if len(raw) != len(keys):
+        raise InvalidCursorError("wrong key length")
+    return [_key_value_from_json(name, value) for (name, _), value in zip(keys, raw, strict=True)]
+
+
+def _after(keys: list[SortKey], last: list[Any]) -> dict[str, Any]:
+    """Everything strictly after the item with sort key `last`, in the order `keys`."""
+    branches: list[dict[str, Any]] = []
+    for i, (name, direction) in enumerate(keys):
+        if last[i] is None:
+            # Nulls only share a group with nulls (due_rank): nothing sorts beyond them there.
+            continue
+        branch: dict[str, Any] = {keys[j][0]: last[j] for j in range(i)}
+        branch[name] = {"$gt" if direction == ASCENDING else "$lt": last[i]}
+        branches.append(branch)
+    return {"$or": branches} if branches else {"_id": {"$exists": False}}
+
+
+def list_query(
+    *,
+    owner_id: PydanticObjectId,
+    filters: TodoFilters,
+    keys: list[SortKey],
+    after: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The filter of one listing page (exposed so tests can `explain` it)."""
+    clauses: list[dict[str, Any]] = [{"owner_id": owner_id, **LIVE}]
+    if filters.completed is not None:
+        clauses.append({"completed": filters.completed})
+    if filters.tags:
+        clauses.append({"tags": {"$all": filters.tags}})
+    if filters.priority is not None:
+        clauses.append({"priority": filters.priority})
+    due: dict[str, Any] = {}
+    if filters.due_before is not None:
+        due["$lt"] = filters.due_before
+    if filters.due_after is not None:
+        due["$gte"] = filters.due_after
+    if due:
+        clauses.append({"due_at": due})
+    if filters.q:
+        # Taken literally and case-insensitively: no $text index on SecantusDB.
+        pattern = {"$regex": re.escape(filters.q), "$options": "i"}
+        clauses.append({"$or": [{"text": pattern}, {"notes": pattern}]})
+    if after is not None:
+        clauses.append(_after(keys, after))
+    query = clauses[0]
+    return {"$and": clauses} if len(clauses) > 1 else query
+
+
+async def find_todos(
+    *,
+    owner_id: PydanticObjectId,
+    filters: TodoFilters,
+    sort: TodoSort,
+    order: SortOrder,
+    limit: int,
+    after: list[Any] | None = None,
+) -> list[Todo]:
+    """Up to `limit` of the owner's live todos matching `filters`, in the given order,
+    after the sort key `after` (from a cursor) if given."""
+    keys = sort_keys(sort, order)
+    query = list_query(owner_id=owner_id, filters=filters, keys=keys, after=after)
+    return await Todo.find(query, hint=SORT_INDEXES[sort]).sort(*keys).limit(limit).to_list()
 
 
 def _derived_due(due: str | None) -> dict[str, Any]:
@@ -39,10 +200,15 @@ async def list_todos(
     *, owner_id: PydanticObjectId, limit: int, before: PydanticObjectId | None = None
 ) -> list[Todo]:
     """Up to `limit` of the owner's todos, newest first, older than `before` if given."""
-    query: dict[str, Any] = {"owner_id": owner_id}
+    query: dict[str, Any] = {"owner_id": owner_id, **LIVE}
     if before is not None:
         query["_id"] = {"$lt": before}
-    return await Todo.find(query).sort(("_id", SortDirection.DESCENDING)).limit(limit).to_list()
+    return (
+        await Todo.find(query, hint=SORT_INDEXES[TodoSort.CREATED])
+        .sort(("_id", DESCENDING))
+        .limit(limit)
+        .to_list()
+    )
 
 
 async def get_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> Todo | None:

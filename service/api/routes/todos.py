@@ -1,46 +1,136 @@
 """The current user's todos: create, list, read, replace, update and delete."""
 
+from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated, Any
 
 from beanie import PydanticObjectId
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import AfterValidator
 
 from service import crud
 from service.api.deps import CurrentUser, OwnedTodo, TodoId
+from service.crud.todos import SortOrder, TodoSort
 from service.exceptions import BadRequest, NotFound, Unauthorized, error_responses
-from service.models import id_of
-from service.pagination import CURSOR_PATTERN, InvalidCursorError, decode_cursor, encode_cursor
-from service.schemas import TodoCreate, TodoPage, TodoPublic, TodoReplace, TodoUpdate
+from service.models import due_instant, id_of
+from service.pagination import (
+    CURSOR_PATTERN,
+    CursorMismatchError,
+    InvalidCursorError,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+)
+from service.schemas import (
+    DUE_MAX_LENGTH,
+    MAX_TAGS,
+    PRIORITY_MAX,
+    SEARCH_MAX_LENGTH,
+    Tag,
+    TodoCreate,
+    TodoPage,
+    TodoPublic,
+    TodoReplace,
+    TodoUpdate,
+    check_due,
+)
 
 router = APIRouter(tags=["todos"], responses=error_responses(Unauthorized))
 
 TODO_NOT_FOUND = "Todo not found"
 
 
+def _due_bound(value: str | None) -> datetime | None:
+    return None if value is None else due_instant(value)
+
+
+DueBound = Annotated[
+    str | None,
+    Query(
+        max_length=DUE_MAX_LENGTH,
+        description="An ISO date or a datetime with an offset (a date means its midnight UTC).",
+    ),
+    AfterValidator(lambda value: value if value is None else check_due(value)),
+]
+
+
 @router.get("/todos", summary="List todos, a page at a time", responses=error_responses(BadRequest))
 async def list_todos(
     user: CurrentUser,
+    completed: Annotated[bool | None, Query(description="Only completed (or open) todos.")] = None,
+    tag: Annotated[
+        list[Tag] | None,
+        Query(
+            max_length=MAX_TAGS, description="Only todos with this tag; repeat for all of several."
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=SEARCH_MAX_LENGTH,
+            description="Case-insensitive substring of text or notes, taken literally.",
+        ),
+    ] = None,
+    due_before: DueBound = None,
+    due_after: DueBound = None,
+    priority: Annotated[int | None, Query(ge=0, le=PRIORITY_MAX)] = None,
+    sort: TodoSort = TodoSort.CREATED,
+    order: SortOrder = SortOrder.DESC,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[
         str | None,
         # The pattern is documented but checked by decode_cursor, so that a bad cursor is a
         # 400 like any other unusable cursor, not a 422.
         Query(
-            description="`next_cursor` of the previous page.",
+            description=(
+                "`next_cursor` of the previous page; only valid with the same filters and sort."
+            ),
             json_schema_extra={"pattern": CURSOR_PATTERN},
         ),
     ] = None,
 ) -> TodoPage:
-    """Your todos, newest first. Todos added while you page don't shift later pages."""
+    """Your todos, filtered and sorted (newest first by default), a page at a time.
+
+    Paging is by keyset: todos created, changed or deleted while you page never make an
+    unchanged todo repeat or go missing. Todos without `due` come last for `sort=due`.
+    """
+    filters = crud.todos.TodoFilters(
+        completed=completed,
+        tags=[t.lower() for t in tag or []],
+        q=q,
+        due_before=_due_bound(due_before),
+        due_after=_due_bound(due_after),
+        priority=priority,
+    )
+    query_fingerprint = fingerprint(
+        {"owner": str(id_of(user)), "sort": sort, "order": order, **asdict(filters)}
+    )
+    keys = crud.todos.sort_keys(sort, order)
+    after = _cursor_position(cursor, query_fingerprint, keys) if cursor else None
+    # One extra item tells whether there is a next page without a count query.
+    todos = await crud.todos.find_todos(
+        owner_id=id_of(user), filters=filters, sort=sort, order=order, limit=limit + 1, after=after
+    )
+    page = todos[:limit]
+    next_cursor = (
+        encode_cursor(crud.todos.cursor_key(page[-1], keys), query_fingerprint)
+        if len(todos) > limit
+        else None
+    )
+    return TodoPage(items=[TodoPublic.from_document(t) for t in page], next_cursor=next_cursor)
+
+
+def _cursor_position(
+    cursor: str, query_fingerprint: str, keys: list[crud.todos.SortKey]
+) -> list[Any]:
     try:
-        before = decode_cursor(cursor) if cursor else None
+        key, _ = decode_cursor(cursor, query_fingerprint)
+        return crud.todos.parse_cursor_key(key, keys)
+    except CursorMismatchError as exc:
+        raise BadRequest("This cursor belongs to a listing with other filters or sort") from exc
     except InvalidCursorError as exc:
         raise BadRequest("Invalid cursor") from exc
-    # One extra item tells whether there is a next page without a count query.
-    todos = await crud.todos.list_todos(owner_id=id_of(user), limit=limit + 1, before=before)
-    page = todos[:limit]
-    next_cursor = encode_cursor(id_of(page[-1])) if len(todos) > limit else None
-    return TodoPage(items=[TodoPublic.from_document(t) for t in page], next_cursor=next_cursor)
 
 
 @router.get("/mytodos", summary="List todos as a plain array")
