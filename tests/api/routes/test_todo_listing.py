@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from beanie import PydanticObjectId
 from httpx import AsyncClient
 
 from service.crud.todos import (
@@ -316,7 +316,7 @@ def _stages(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_each_listing_scans_only_the_owners_part_of_its_index(
     client: AsyncClient, sort: TodoSort, order: SortOrder
 ) -> None:
-    owner, other = ObjectId(), ObjectId()
+    owner, other = PydanticObjectId(), PydanticObjectId()
     await Todo.insert_many(
         [Todo(owner_id=o, text=f"t{i}", priority=i % 4) for i in range(20) for o in (owner, other)]
     )
