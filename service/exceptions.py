@@ -43,6 +43,11 @@ class Conflict(ServiceError):
     detail = "Conflict"
 
 
+class PreconditionFailed(ServiceError):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    detail = "Precondition failed"
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {

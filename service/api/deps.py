@@ -4,11 +4,12 @@ from typing import Annotated
 
 from beanie import PydanticObjectId
 from bson.errors import InvalidId
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from service import crud
 from service.config import Settings
+from service.etags import if_match_versions
 from service.exceptions import NotFound, Unauthorized
 from service.models import Todo, User, id_of
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
@@ -76,3 +77,29 @@ async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> Todo:
 
 
 OwnedTodo = Annotated[Todo, Depends(get_owned_todo)]
+
+ETAG_HEADER_MAX_LENGTH = 2048
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            max_length=ETAG_HEADER_MAX_LENGTH,
+            description="Only change the todo if its ETag is one of these (else 412).",
+        ),
+    ] = None,
+) -> list[int] | None:
+    """The versions If-Match allows; None when there is no condition."""
+    return if_match_versions(if_match)
+
+
+# Versions a write is conditional on (from If-Match); None for an unconditional write.
+IfMatch = Annotated[list[int] | None, Depends(get_if_match)]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        max_length=ETAG_HEADER_MAX_LENGTH,
+        description="304 without a body if the todo's ETag is one of these.",
+    ),
+]

@@ -212,8 +212,17 @@ async def list_todos(
 
 
 async def get_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> Todo | None:
-    """The owner's todo with this id; None for anyone else's."""
-    return await Todo.find_one({"_id": todo_id, "owner_id": owner_id})
+    """The owner's live todo with this id; None for anyone else's (or a tombstone)."""
+    return await Todo.find_one({"_id": todo_id, "owner_id": owner_id, **LIVE})
+
+
+def _one_todo(
+    owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None
+) -> dict[str, Any]:
+    query: dict[str, Any] = {"_id": todo_id, "owner_id": owner_id, **LIVE}
+    if versions is not None:
+        query["version"] = {"$in": versions}
+    return query
 
 
 def _update_pipeline(changes: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
@@ -243,22 +252,24 @@ async def update_todo(
     owner_id: PydanticObjectId,
     todo_id: PydanticObjectId,
     changes: dict[str, Any],
-    version: int | None = None,
+    versions: list[int] | None = None,
 ) -> Todo | None:
-    """Apply `changes` to the owner's todo in one atomic update and bump its version.
+    """Apply `changes` to the owner's live todo in one atomic update and bump its version.
 
-    With `version`, only if the stored version is that one. None if nothing matched.
+    With `versions`, only if the stored version is one of them: the check is part of the
+    update's filter, so of two writers holding the same version exactly one wins.
+    None if nothing matched.
     """
-    query: dict[str, Any] = {"_id": todo_id, "owner_id": owner_id}
-    if version is not None:
-        query["version"] = version
+    query = _one_todo(owner_id, todo_id, versions)
     raw = await Todo.get_pymongo_collection().find_one_and_update(
         query, _update_pipeline(changes, utc_now()), return_document=ReturnDocument.AFTER
     )
     return None if raw is None else Todo.model_validate(raw)
 
 
-async def delete_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> bool:
-    """Delete the owner's todo; False if there was none."""
-    result = await Todo.find_one({"_id": todo_id, "owner_id": owner_id}).delete()
-    return result is not None and result.deleted_count == 1
+async def delete_todo(
+    *, owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None = None
+) -> bool:
+    """Delete the owner's todo (if at one of `versions`, when given); False if none matched."""
+    result = await Todo.get_pymongo_collection().delete_one(_one_todo(owner_id, todo_id, versions))
+    return result.deleted_count == 1

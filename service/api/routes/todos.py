@@ -2,17 +2,24 @@
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from beanie import PydanticObjectId
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import AfterValidator
 
 from service import crud
-from service.api.deps import CurrentUser, OwnedTodo, TodoId
+from service.api.deps import CurrentUser, IfMatch, IfNoneMatch, OwnedTodo, TodoId
 from service.crud.todos import SortOrder, TodoSort
-from service.exceptions import BadRequest, NotFound, Unauthorized, error_responses
-from service.models import due_instant, id_of
+from service.etags import etag, none_match
+from service.exceptions import (
+    BadRequest,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    error_responses,
+)
+from service.models import Todo, due_instant, id_of
 from service.pagination import (
     CURSOR_PATTERN,
     CursorMismatchError,
@@ -38,6 +45,7 @@ from service.schemas import (
 router = APIRouter(tags=["todos"], responses=error_responses(Unauthorized))
 
 TODO_NOT_FOUND = "Todo not found"
+TODO_CHANGED = "The todo has changed since that ETag: read it again and retry"
 
 
 def _due_bound(value: str | None) -> datetime | None:
@@ -146,53 +154,107 @@ async def list_my_todos(
 async def create_todo(
     body: TodoCreate, user: CurrentUser, request: Request, response: Response
 ) -> TodoPublic:
-    """Add a todo to your list; `Location` names the new todo."""
+    """Add a todo to your list; `Location` names the new todo, `ETag` its version."""
     todo = await crud.todos.create_todo(owner_id=id_of(user), fields=body.model_dump())
     response.headers["Location"] = str(request.url_for("read_todo", todo_id=str(id_of(todo))))
-    return TodoPublic.from_document(todo)
+    return _with_etag(todo, response)
 
 
-@router.get("/todos/{todo_id}", summary="Read a todo", responses=error_responses(NotFound))
-async def read_todo(todo: OwnedTodo) -> TodoPublic:
-    """One of your todos."""
-    return TodoPublic.from_document(todo)
+@router.get(
+    "/todos/{todo_id}",
+    summary="Read a todo",
+    response_model=TodoPublic,
+    responses={
+        status.HTTP_304_NOT_MODIFIED: {"description": "If-None-Match matched the todo's ETag."},
+        **error_responses(NotFound),
+    },
+)
+async def read_todo(
+    todo: OwnedTodo, response: Response, if_none_match: IfNoneMatch = None
+) -> Response | TodoPublic:
+    """One of your todos, with its `ETag`; 304 if `If-None-Match` names it."""
+    if none_match(if_none_match, todo.version):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(todo.version)}
+        )
+    return _with_etag(todo, response)
 
 
-@router.put("/todos/{todo_id}", summary="Replace a todo", responses=error_responses(NotFound))
-async def replace_todo(todo_id: TodoId, body: TodoReplace, user: CurrentUser) -> TodoPublic:
-    """Set every writable field of one of your todos; those not sent reset to their defaults."""
-    return await _update(user_id=id_of(user), todo_id=todo_id, changes=body.model_dump())
+@router.put(
+    "/todos/{todo_id}",
+    summary="Replace a todo",
+    responses=error_responses(NotFound, PreconditionFailed),
+)
+async def replace_todo(
+    todo_id: TodoId, body: TodoReplace, user: CurrentUser, versions: IfMatch, response: Response
+) -> TodoPublic:
+    """Set every writable field of one of your todos; those not sent reset to their defaults.
+
+    With `If-Match`, only if the todo is still at that ETag (else 412, nothing changes).
+    """
+    todo = await _update(
+        user_id=id_of(user), todo_id=todo_id, changes=body.model_dump(), versions=versions
+    )
+    return _with_etag(todo, response)
 
 
-@router.patch("/todos/{todo_id}", summary="Update a todo", responses=error_responses(NotFound))
-async def update_todo(todo_id: TodoId, body: TodoUpdate, user: CurrentUser) -> TodoPublic:
-    """Change only the fields you send."""
+@router.patch(
+    "/todos/{todo_id}",
+    summary="Update a todo",
+    responses=error_responses(NotFound, PreconditionFailed),
+)
+async def update_todo(
+    todo_id: TodoId, body: TodoUpdate, user: CurrentUser, versions: IfMatch, response: Response
+) -> TodoPublic:
+    """Change only the fields you send; with `If-Match`, only if the todo is at that ETag."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         todo = await crud.todos.get_todo(owner_id=id_of(user), todo_id=todo_id)
         if todo is None:
             raise NotFound(TODO_NOT_FOUND)
-        return TodoPublic.from_document(todo)
-    return await _update(user_id=id_of(user), todo_id=todo_id, changes=changes)
+        if versions is not None and todo.version not in versions:
+            raise PreconditionFailed(TODO_CHANGED)
+        return _with_etag(todo, response)
+    todo = await _update(user_id=id_of(user), todo_id=todo_id, changes=changes, versions=versions)
+    return _with_etag(todo, response)
 
 
 @router.delete(
     "/todos/{todo_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a todo",
-    responses=error_responses(NotFound),
+    responses=error_responses(NotFound, PreconditionFailed),
 )
-async def delete_todo(todo_id: TodoId, user: CurrentUser) -> None:
-    """Delete one of your todos."""
-    if not await crud.todos.delete_todo(owner_id=id_of(user), todo_id=todo_id):
+async def delete_todo(todo_id: TodoId, user: CurrentUser, versions: IfMatch) -> None:
+    """Delete one of your todos; with `If-Match`, only if it is at that ETag (else 412)."""
+    if not await crud.todos.delete_todo(owner_id=id_of(user), todo_id=todo_id, versions=versions):
+        await _missing_or_changed(user_id=id_of(user), todo_id=todo_id)
+
+
+def _with_etag(todo: Todo, response: Response) -> TodoPublic:
+    response.headers["ETag"] = etag(todo.version)
+    return TodoPublic.from_document(todo)
+
+
+async def _missing_or_changed(*, user_id: PydanticObjectId, todo_id: PydanticObjectId) -> NoReturn:
+    """Why a conditional write matched nothing: 404 if not the user's todo, else 412."""
+    # Ownership first: someone else's todo is a 404 whatever If-Match says.
+    if await crud.todos.get_todo(owner_id=user_id, todo_id=todo_id) is None:
         raise NotFound(TODO_NOT_FOUND)
+    raise PreconditionFailed(TODO_CHANGED)
 
 
 async def _update(
-    *, user_id: PydanticObjectId, todo_id: PydanticObjectId, changes: dict[str, Any]
-) -> TodoPublic:
-    # The owner filter and the write are one operation: no read-then-write window.
-    todo = await crud.todos.update_todo(owner_id=user_id, todo_id=todo_id, changes=changes)
+    *,
+    user_id: PydanticObjectId,
+    todo_id: PydanticObjectId,
+    changes: dict[str, Any],
+    versions: list[int] | None,
+) -> Todo:
+    # The owner filter, the version check and the write are one operation: no read-then-write.
+    todo = await crud.todos.update_todo(
+        owner_id=user_id, todo_id=todo_id, changes=changes, versions=versions
+    )
     if todo is None:
-        raise NotFound(TODO_NOT_FOUND)
-    return TodoPublic.from_document(todo)
+        await _missing_or_changed(user_id=user_id, todo_id=todo_id)
+    return todo
