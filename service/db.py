@@ -7,9 +7,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
-from service.models import Todo, User
+from service.models import IdempotencyKey, Todo, User
 
-DOCUMENT_MODELS: list[type[Document]] = [User, Todo]
+DOCUMENT_MODELS: list[type[Document]] = [User, Todo, IdempotencyKey]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]
 

@@ -48,6 +48,11 @@ class PreconditionFailed(ServiceError):
     detail = "Precondition failed"
 
 
+class UnprocessableContent(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    detail = "Unprocessable content"
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {

@@ -2,7 +2,7 @@
 
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pymongo
 from beanie import Document, Indexed, PydanticObjectId
@@ -103,5 +103,37 @@ class Todo(Document):
             pymongo.IndexModel(
                 [("owner_id", ASC), ("deleted_at", ASC), ("priority", DESC), ("_id", DESC)],
                 name="todos_live_by_priority",
+            ),
+        ]
+
+
+IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 60 * 60
+
+
+class IdempotencyKey(Document):
+    """A create made with an Idempotency-Key: what was asked, and the answer to replay."""
+
+    owner_id: PydanticObjectId
+    key: str
+    request_hash: str
+    # Chosen before the todo is inserted, so a retry after a crash can't create a second one.
+    todo_id: PydanticObjectId
+    status_code: int | None = None
+    response_body: dict[str, Any] | None = None
+    location: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+    class Settings:
+        name = "idempotency_keys"
+        indexes: ClassVar[list[pymongo.IndexModel]] = [
+            # Keys are per user; the unique index is what makes parallel retries safe.
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("key", ASC)], unique=True, name="idempotency_owner_key"
+            ),
+            # Sweeps expired keys (about once a minute); expiry is also checked on read.
+            pymongo.IndexModel(
+                [("created_at", ASC)],
+                expireAfterSeconds=IDEMPOTENCY_KEY_TTL_SECONDS,
+                name="idempotency_ttl",
             ),
         ]

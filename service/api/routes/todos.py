@@ -5,7 +5,8 @@ from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 from beanie import PydanticObjectId
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 
 from service import crud
@@ -14,9 +15,11 @@ from service.crud.todos import SortOrder, TodoSort
 from service.etags import etag, none_match
 from service.exceptions import (
     BadRequest,
+    Conflict,
     NotFound,
     PreconditionFailed,
     Unauthorized,
+    UnprocessableContent,
     error_responses,
 )
 from service.models import Todo, due_instant, id_of
@@ -45,6 +48,7 @@ from service.schemas import (
 router = APIRouter(tags=["todos"], responses=error_responses(Unauthorized))
 
 TODO_NOT_FOUND = "Todo not found"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 TODO_CHANGED = "The todo has changed since that ETag: read it again and retry"
 
 
@@ -150,14 +154,50 @@ async def list_my_todos(
     return [TodoPublic.from_document(t) for t in todos]
 
 
-@router.post("/todos", status_code=status.HTTP_201_CREATED, summary="Create a todo")
+@router.post(
+    "/todos",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a todo",
+    response_model=TodoPublic,
+    responses=error_responses(Conflict, UnprocessableContent),
+)
 async def create_todo(
-    body: TodoCreate, user: CurrentUser, request: Request, response: Response
-) -> TodoPublic:
+    body: TodoCreate,
+    user: CurrentUser,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+            description=(
+                "Makes retries safe: a repeat with the same key and body within 24 h replays "
+                "the first answer instead of creating again; another body is a 422."
+            ),
+        ),
+    ] = None,
+) -> Response | TodoPublic:
     """Add a todo to your list; `Location` names the new todo, `ETag` its version."""
-    todo = await crud.todos.create_todo(owner_id=id_of(user), fields=body.model_dump())
-    response.headers["Location"] = str(request.url_for("read_todo", todo_id=str(id_of(todo))))
-    return _with_etag(todo, response)
+    if idempotency_key is None:
+        todo = await crud.todos.create_todo(owner_id=id_of(user), fields=body.model_dump())
+        response.headers["Location"] = _location(request, id_of(todo))
+        return _with_etag(todo, response)
+    answer = await crud.idempotency.create_todo_once(
+        owner_id=id_of(user),
+        key=idempotency_key,
+        fields=body.model_dump(),
+        render=lambda todo: TodoPublic.from_document(todo).model_dump(mode="json"),
+        location_of=lambda todo_id: _location(request, todo_id),
+    )
+    headers = {"Location": answer.location, "ETag": etag(answer.body["version"])}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+def _location(request: Request, todo_id: PydanticObjectId) -> str:
+    return str(request.url_for("read_todo", todo_id=str(todo_id)))
 
 
 @router.get(
