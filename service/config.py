@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # Argon2id holds 64 MiB per hash: this bounds memory and keeps hashing from starving
     # the thread pool that other blocking work shares.
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # Deleted todos stay as tombstones this long, for delta sync (a TTL index removes them).
+    tombstone_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Delta sync answers are complete up to the server's clock minus this lag: it covers
+    # writes still in flight and clock differences between instances.
+    sync_lag_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
 
     @property
     def is_development(self) -> bool:

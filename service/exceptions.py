@@ -53,6 +53,11 @@ class UnprocessableContent(ServiceError):
     detail = "Unprocessable content"
 
 
+class Gone(ServiceError):
+    status_code = status.HTTP_410_GONE
+    detail = "Gone"
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {

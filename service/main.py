@@ -8,6 +8,7 @@ from typing import TypedDict
 
 from fastapi import FastAPI
 
+from service import crud
 from service.api.router import api_router
 from service.config import Settings
 from service.db import MongoDatabase, create_client, init_db
@@ -23,6 +24,13 @@ class AppState(TypedDict):
     settings: Settings
     tokens: TokenSettings
     passwords: PasswordHasher
+
+
+async def _ensure_setting_indexes(settings: Settings) -> None:
+    """Indexes whose options come from settings (Beanie's can't)."""
+    await crud.todos.ensure_tombstone_ttl(
+        retention=timedelta(days=settings.tombstone_retention_days)
+    )
 
 
 def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> FastAPI:
@@ -43,11 +51,13 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
         )
         if database is not None:
             await init_db(database)
+            await _ensure_setting_indexes(settings)
             yield state
             return
         client = create_client(settings)
         try:
             await init_db(client[settings.mongodb_db])
+            await _ensure_setting_indexes(settings)
             logger.info("connected to MongoDB, database %r", settings.mongodb_db)
             yield state
         finally:

@@ -104,6 +104,10 @@ class Todo(Document):
                 [("owner_id", ASC), ("deleted_at", ASC), ("priority", DESC), ("_id", DESC)],
                 name="todos_live_by_priority",
             ),
+            # Delta sync with tombstones: everything the owner changed, in update order.
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("updated_at", ASC), ("_id", ASC)], name="todos_sync"
+            ),
         ]
 
 

@@ -205,6 +205,46 @@ class TodoPage(BaseModel):
     )
 
 
+class TodoTombstone(BaseModel):
+    """A deleted todo, as delta sync and the change feed report it."""
+
+    id: str
+    deleted: Literal[True] = True
+    deleted_at: UtcDatetime
+    version: int
+
+    @classmethod
+    def from_document(cls, todo: Todo) -> Self:
+        if todo.deleted_at is None:
+            raise ValueError("not a tombstone")
+        return cls(id=str(id_of(todo)), deleted_at=todo.deleted_at, version=todo.version)
+
+
+def todo_or_tombstone(todo: Todo) -> "TodoPublic | TodoTombstone":
+    """How a stored todo is reported in change listings: a tombstone once deleted."""
+    if todo.deleted_at is not None:
+        return TodoTombstone.from_document(todo)
+    return TodoPublic.from_document(todo)
+
+
+class TodoChanges(BaseModel):
+    """A delta-sync page: what changed after `updated_since`, up to `watermark`."""
+
+    items: list[TodoPublic | TodoTombstone]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same query) for the rest of this answer."
+    )
+    watermark: UtcDatetime = Field(
+        description=(
+            "The answer is complete up to this instant: pass it as the next `updated_since`."
+        )
+    )
+
+
+class ClearedTodos(BaseModel):
+    deleted: int = Field(description="How many completed todos were deleted.")
+
+
 class HealthStatus(BaseModel):
     status: Literal["ok"] = "ok"
 

@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -11,6 +11,7 @@ from beanie.odm.enums import SortDirection
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ReturnDocument
+from pymongo.errors import OperationFailure
 
 from service.models import Todo, due_instant, utc_now
 from service.pagination import InvalidCursorError
@@ -267,9 +268,95 @@ async def update_todo(
     return None if raw is None else Todo.model_validate(raw)
 
 
+def _tombstone_pipeline(now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "$set": {
+                "deleted_at": {"$literal": now},
+                "updated_at": {"$literal": now},
+                "version": {"$add": ["$version", 1]},
+            }
+        }
+    ]
+
+
 async def delete_todo(
     *, owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None = None
 ) -> bool:
-    """Delete the owner's todo (if at one of `versions`, when given); False if none matched."""
-    result = await Todo.get_pymongo_collection().delete_one(_one_todo(owner_id, todo_id, versions))
-    return result.deleted_count == 1
+    """Delete the owner's todo (if at one of `versions`, when given); False if none matched.
+
+    The todo stays as a tombstone (deleted_at set, version bumped) so that delta sync and the
+    change feed see the deletion; a TTL index removes it after the retention period.
+    """
+    result = await Todo.get_pymongo_collection().update_one(
+        _one_todo(owner_id, todo_id, versions), _tombstone_pipeline(utc_now())
+    )
+    return result.modified_count == 1
+
+
+async def clear_completed(*, owner_id: PydanticObjectId) -> int:
+    """Delete (as tombstones) every completed todo of the owner; how many there were."""
+    result = await Todo.get_pymongo_collection().update_many(
+        {"owner_id": owner_id, "completed": True, **LIVE}, _tombstone_pipeline(utc_now())
+    )
+    return result.modified_count
+
+
+TOMBSTONE_TTL_INDEX = "todos_tombstone_ttl"
+
+
+async def ensure_tombstone_ttl(*, retention: timedelta) -> None:
+    """Create (or retune) the TTL index that removes tombstones after `retention`."""
+    seconds = int(retention.total_seconds())
+    collection = Todo.get_pymongo_collection()
+    try:
+        await collection.create_index(
+            [("deleted_at", ASCENDING)], name=TOMBSTONE_TTL_INDEX, expireAfterSeconds=seconds
+        )
+    except OperationFailure as exc:
+        if exc.code not in {85, 86}:  # IndexOptionsConflict, IndexKeySpecsConflict
+            raise
+        await collection.database.command(
+            "collMod",
+            collection.name,
+            index={"name": TOMBSTONE_TTL_INDEX, "expireAfterSeconds": seconds},
+        )
+
+
+CHANGES_KEYS: list[SortKey] = [("updated_at", ASCENDING), ("_id", ASCENDING)]
+
+
+def changes_query(
+    *,
+    owner_id: PydanticObjectId,
+    since: datetime,
+    until: datetime,
+    include_deleted: bool,
+    after: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The filter of one delta-sync page: changes in (since, until], after `after`."""
+    clauses: list[dict[str, Any]] = [
+        {"owner_id": owner_id, "updated_at": {"$gt": since, "$lte": until}}
+    ]
+    if not include_deleted:
+        clauses.append(LIVE)
+    if after is not None:
+        clauses.append(_after(CHANGES_KEYS, after))
+    return {"$and": clauses} if len(clauses) > 1 else clauses[0]
+
+
+async def find_changes(
+    *,
+    owner_id: PydanticObjectId,
+    since: datetime,
+    until: datetime,
+    include_deleted: bool,
+    limit: int,
+    after: list[Any] | None = None,
+) -> list[Todo]:
+    """The owner's todos (and tombstones if asked) changed in (since, until], in update order."""
+    query = changes_query(
+        owner_id=owner_id, since=since, until=until, include_deleted=include_deleted, after=after
+    )
+    hint = "todos_sync" if include_deleted else SORT_INDEXES[TodoSort.UPDATED]
+    return await Todo.find(query, hint=hint).sort(*CHANGES_KEYS).limit(limit).to_list()

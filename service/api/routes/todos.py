@@ -1,28 +1,30 @@
 """The current user's todos: create, list, read, replace, update and delete."""
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
 from beanie import PydanticObjectId
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime
 
 from service import crud
-from service.api.deps import CurrentUser, IfMatch, IfNoneMatch, OwnedTodo, TodoId
+from service.api.deps import CurrentUser, IfMatch, IfNoneMatch, OwnedTodo, SettingsDep, TodoId
+from service.config import Settings
 from service.crud.todos import SortOrder, TodoSort
 from service.etags import etag, none_match
 from service.exceptions import (
     BadRequest,
     Conflict,
+    Gone,
     NotFound,
     PreconditionFailed,
     Unauthorized,
     UnprocessableContent,
     error_responses,
 )
-from service.models import Todo, due_instant, id_of
+from service.models import Todo, due_instant, id_of, utc_now
 from service.pagination import (
     CURSOR_PATTERN,
     CursorMismatchError,
@@ -36,13 +38,16 @@ from service.schemas import (
     MAX_TAGS,
     PRIORITY_MAX,
     SEARCH_MAX_LENGTH,
+    ClearedTodos,
     Tag,
+    TodoChanges,
     TodoCreate,
     TodoPage,
     TodoPublic,
     TodoReplace,
     TodoUpdate,
     check_due,
+    todo_or_tombstone,
 )
 
 router = APIRouter(tags=["todos"], responses=error_responses(Unauthorized))
@@ -66,9 +71,14 @@ DueBound = Annotated[
 ]
 
 
-@router.get("/todos", summary="List todos, a page at a time", responses=error_responses(BadRequest))
+@router.get(
+    "/todos",
+    summary="List todos, a page at a time, or what changed since an instant",
+    responses=error_responses(BadRequest, Gone),
+)
 async def list_todos(
     user: CurrentUser,
+    settings: SettingsDep,
     completed: Annotated[bool | None, Query(description="Only completed (or open) todos.")] = None,
     tag: Annotated[
         list[Tag] | None,
@@ -87,8 +97,20 @@ async def list_todos(
     due_before: DueBound = None,
     due_after: DueBound = None,
     priority: Annotated[int | None, Query(ge=0, le=PRIORITY_MAX)] = None,
-    sort: TodoSort = TodoSort.CREATED,
-    order: SortOrder = SortOrder.DESC,
+    sort: Annotated[TodoSort | None, Query(description="Default `created`.")] = None,
+    order: Annotated[SortOrder | None, Query(description="Default `desc`.")] = None,
+    updated_since: Annotated[
+        AwareDatetime | None,
+        Query(
+            description=(
+                "Delta sync: only todos changed after this instant, in update order, "
+                "up to the answer's `watermark`."
+            )
+        ),
+    ] = None,
+    include_deleted: Annotated[
+        bool, Query(description="With `updated_since`: also report deleted todos.")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[
         str | None,
@@ -101,12 +123,30 @@ async def list_todos(
             json_schema_extra={"pattern": CURSOR_PATTERN},
         ),
     ] = None,
-) -> TodoPage:
+) -> TodoPage | TodoChanges:
     """Your todos, filtered and sorted (newest first by default), a page at a time.
 
     Paging is by keyset: todos created, changed or deleted while you page never make an
     unchanged todo repeat or go missing. Todos without `due` come last for `sort=due`.
+    With `updated_since` (delta sync) it lists changes instead: see `TodoChanges`.
     """
+    if updated_since is not None or include_deleted:
+        if updated_since is None:
+            raise BadRequest("include_deleted needs updated_since")
+        if sort not in {None, TodoSort.UPDATED} or order not in {None, SortOrder.ASC}:
+            raise BadRequest("Delta sync (updated_since) is always in update order: sort=updated")
+        if any(f is not None for f in (completed, tag, q, due_before, due_after, priority)):
+            raise BadRequest("Delta sync (updated_since) takes no filters")
+        return await _list_changes(
+            user_id=id_of(user),
+            since=updated_since,
+            include_deleted=include_deleted,
+            limit=limit,
+            cursor=cursor,
+            settings=settings,
+        )
+    sort = sort or TodoSort.CREATED
+    order = order or SortOrder.DESC
     filters = crud.todos.TodoFilters(
         completed=completed,
         tags=[t.lower() for t in tag or []],
@@ -131,6 +171,79 @@ async def list_todos(
         else None
     )
     return TodoPage(items=[TodoPublic.from_document(t) for t in page], next_cursor=next_cursor)
+
+
+async def _list_changes(
+    *,
+    user_id: PydanticObjectId,
+    since: datetime,
+    include_deleted: bool,
+    limit: int,
+    cursor: str | None,
+    settings: Settings,
+) -> TodoChanges:
+    now = utc_now()
+    if since < now - timedelta(days=settings.tombstone_retention_days):
+        raise Gone(
+            f"updated_since is older than the {settings.tombstone_retention_days}-day tombstone "
+            "retention: deletions may be missing, so do a full resync (list without it)"
+        )
+    query_fingerprint = fingerprint(
+        {
+            "owner": str(user_id),
+            "updated_since": since.astimezone(UTC).isoformat(),
+            "include_deleted": include_deleted,
+        }
+    )
+    keys = crud.todos.CHANGES_KEYS
+    # The watermark is fixed by the first page and carried by the cursor, so that the pages of
+    # one answer cover one interval.
+    watermark = max(now - timedelta(milliseconds=settings.sync_lag_ms), since)
+    after = None
+    if cursor:
+        after = _cursor_position(cursor, query_fingerprint, keys)
+        watermark = _cursor_watermark(cursor, query_fingerprint)
+    todos = await crud.todos.find_changes(
+        owner_id=user_id,
+        since=since,
+        until=watermark,
+        include_deleted=include_deleted,
+        limit=limit + 1,
+        after=after,
+    )
+    page = todos[:limit]
+    next_cursor = (
+        encode_cursor(
+            crud.todos.cursor_key(page[-1], keys),
+            query_fingerprint,
+            {"w": watermark.isoformat()},
+        )
+        if len(todos) > limit
+        else None
+    )
+    return TodoChanges(
+        items=[todo_or_tombstone(t) for t in page], next_cursor=next_cursor, watermark=watermark
+    )
+
+
+def _cursor_watermark(cursor: str, query_fingerprint: str) -> datetime:
+    _, extra = decode_cursor(cursor, query_fingerprint)
+    try:
+        watermark = datetime.fromisoformat(extra["w"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest("Invalid cursor") from exc
+    if watermark.tzinfo is None:
+        raise BadRequest("Invalid cursor")
+    return watermark
+
+
+@router.post(
+    "/todos/clear-completed",
+    summary="Delete all completed todos",
+)
+async def clear_completed(user: CurrentUser) -> ClearedTodos:
+    """Delete every completed todo of yours at once (delta sync and the feed see each one)."""
+    return ClearedTodos(deleted=await crud.todos.clear_completed(owner_id=id_of(user)))
 
 
 def _cursor_position(
