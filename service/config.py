@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Delta sync answers are complete up to the server's clock minus this lag: it covers
     # writes still in flight and clock differences between instances.
     sync_lag_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    # Seconds of silence after which an open change feed stream gets a comment heartbeat.
+    feed_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
 
     @property
     def is_development(self) -> bool:

@@ -7,9 +7,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
-from service.models import IdempotencyKey, Todo, User
+from service.models import EventTicket, IdempotencyKey, Todo, User
 
-DOCUMENT_MODELS: list[type[Document]] = [User, Todo, IdempotencyKey]
+DOCUMENT_MODELS: list[type[Document]] = [User, Todo, IdempotencyKey, EventTicket]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]
 

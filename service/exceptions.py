@@ -58,6 +58,11 @@ class Gone(ServiceError):
     detail = "Gone"
 
 
+class ServiceUnavailable(ServiceError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    detail = "Service unavailable"
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {

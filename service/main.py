@@ -13,6 +13,8 @@ from service.api.router import api_router
 from service.config import Settings
 from service.db import MongoDatabase, create_client, init_db
 from service.exceptions import install_error_handlers
+from service.feed import ChangeFeed, redact_tickets_in_access_log
+from service.models import Todo
 from service.security import PasswordHasher, TokenSettings
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ class AppState(TypedDict):
     settings: Settings
     tokens: TokenSettings
     passwords: PasswordHasher
+    feed: ChangeFeed
 
 
 async def _ensure_setting_indexes(settings: Settings) -> None:
@@ -31,6 +34,19 @@ async def _ensure_setting_indexes(settings: Settings) -> None:
     await crud.todos.ensure_tombstone_ttl(
         retention=timedelta(days=settings.tombstone_retention_days)
     )
+
+
+@asynccontextmanager
+async def _started(state: AppState) -> AsyncIterator[None]:
+    """What runs on the initialised database: settings-made indexes and the change feed."""
+    await _ensure_setting_indexes(state["settings"])
+    redact_tickets_in_access_log()
+    # One change stream per worker process, shared by every event stream; closed on exit.
+    await state["feed"].start(Todo.get_pymongo_collection())
+    try:
+        yield
+    finally:
+        await state["feed"].stop()
 
 
 def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> FastAPI:
@@ -48,18 +64,19 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
             settings=settings,
             tokens=tokens,
             passwords=PasswordHasher(settings.password_hash_concurrency),
+            feed=ChangeFeed(),
         )
         if database is not None:
             await init_db(database)
-            await _ensure_setting_indexes(settings)
-            yield state
+            async with _started(state):
+                yield state
             return
         client = create_client(settings)
         try:
             await init_db(client[settings.mongodb_db])
-            await _ensure_setting_indexes(settings)
             logger.info("connected to MongoDB, database %r", settings.mongodb_db)
-            yield state
+            async with _started(state):
+                yield state
         finally:
             await client.close()
 

@@ -141,3 +141,22 @@ class IdempotencyKey(Document):
                 name="idempotency_ttl",
             ),
         ]
+
+
+class EventTicket(Document):
+    """A one-time ticket that opens the change feed without an Authorization header."""
+
+    # Only a hash is stored: the ticket itself is a bearer credential.
+    ticket_hash: Annotated[str, Indexed(unique=True)]
+    owner_id: PydanticObjectId
+    expires_at: datetime
+    # When the access token that asked for the ticket expires; the stream closes then.
+    stream_until: datetime
+
+    class Settings:
+        name = "event_tickets"
+        indexes: ClassVar[list[pymongo.IndexModel]] = [
+            pymongo.IndexModel(
+                [("expires_at", ASC)], expireAfterSeconds=0, name="event_tickets_ttl"
+            )
+        ]

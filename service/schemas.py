@@ -245,6 +245,11 @@ class ClearedTodos(BaseModel):
     deleted: int = Field(description="How many completed todos were deleted.")
 
 
+class EventTicketOut(BaseModel):
+    ticket: str = Field(description="Pass as `ticket` to GET /api/todos/events, once.")
+    expires_in: int = Field(description="Seconds the ticket stays valid.")
+
+
 class HealthStatus(BaseModel):
     status: Literal["ok"] = "ok"
 

@@ -1,16 +1,19 @@
 """Dependencies, each as an Annotated alias: settings, password hasher, current user, todos."""
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from beanie import PydanticObjectId
 from bson.errors import InvalidId
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from service import crud
 from service.config import Settings
 from service.etags import if_match_versions
 from service.exceptions import NotFound, Unauthorized
+from service.feed import ChangeFeed
 from service.models import Todo, User, id_of
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
 
@@ -103,3 +106,61 @@ IfNoneMatch = Annotated[
         description="304 without a body if the todo's ETag is one of these.",
     ),
 ]
+
+
+def get_feed(request: Request) -> ChangeFeed:
+    feed: ChangeFeed = request.state.feed
+    return feed
+
+
+FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAccess:
+    """Who may read a change feed stream, and until when (their access token's expiry)."""
+
+    user_id: PydanticObjectId
+    until: datetime
+
+
+async def get_token_access(token: BearerToken, tokens: TokenSettingsDep) -> StreamAccess:
+    """The bearer token's user and expiry; 401 for any unusable token."""
+    if not token:
+        raise Unauthorized("Not authenticated")
+    try:
+        claims = decode_access_token(token, tokens)
+        user_id = PydanticObjectId(claims["sub"])
+        until = datetime.fromtimestamp(claims["exp"], UTC)
+    except (InvalidTokenError, InvalidId, TypeError, ValueError, OverflowError) as exc:
+        raise Unauthorized from exc
+    if await crud.users.get_user(user_id=user_id) is None:
+        raise Unauthorized
+    return StreamAccess(user_id=user_id, until=until)
+
+
+TICKET_MAX_LENGTH = 128
+
+
+async def get_stream_access(
+    token: BearerToken,
+    tokens: TokenSettingsDep,
+    ticket: Annotated[
+        str | None,
+        Query(
+            max_length=TICKET_MAX_LENGTH,
+            description="A one-time ticket from POST /api/todos/events/ticket, instead of a token.",
+        ),
+    ] = None,
+) -> StreamAccess:
+    """Access to the change feed: by a one-time ticket (EventSource) or a bearer token."""
+    if ticket is None:
+        return await get_token_access(token, tokens)
+    redeemed = await crud.tickets.redeem_ticket(ticket=ticket)
+    if redeemed is None:
+        raise Unauthorized("Invalid, expired or already used ticket")
+    return StreamAccess(user_id=redeemed.owner_id, until=redeemed.stream_until)
+
+
+TokenAccess = Annotated[StreamAccess, Depends(get_token_access)]
+StreamAccessDep = Annotated[StreamAccess, Depends(get_stream_access)]

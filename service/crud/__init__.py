@@ -3,6 +3,6 @@
 Routes call `crud.<resource>.<function>(...)` with keyword arguments; nothing else builds queries.
 """
 
-from service.crud import idempotency, todos, users
+from service.crud import idempotency, tickets, todos, users
 
-__all__ = ["idempotency", "todos", "users"]
+__all__ = ["idempotency", "tickets", "todos", "users"]
