@@ -167,8 +167,8 @@ class ChangeFeed:
 
     def close_subscribers(self) -> None:
         """End every open event stream (on shutdown): clients reconnect with Last-Event-ID."""
-        for subscribers in self._subscribers.values():
-            for subscription in subscribers:
+        for subscribers in list(self._subscribers.values()):
+            for subscription in list(subscribers):
                 self._close(subscription)
 
     def subscribe(self, owner_id: PydanticObjectId) -> Subscription:

@@ -284,10 +284,9 @@ async def test_shutdown_closes_open_streams_cleanly(wire_url: str, tmp_path: Pat
         AsyncClient(base_url=running.url, timeout=30) as http,
     ):
         user = await create_account(http)
-        async with events(http, user.headers) as reader:
-            await opened(reader)
+        async with open_streams(http, user, 3) as readers:
             running.process.send_signal(signal.SIGTERM)
-            assert await reader.next() is None
+            assert await asyncio.gather(*(reader.next() for reader in readers)) == [None] * 3
         assert await asyncio.wait_for(running.process.wait(), 15) == 0
 
 
