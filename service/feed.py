@@ -246,6 +246,12 @@ class ChangeFeed:
                 continue
             if event is None:
                 self._token = self._stream.resume_token
+                if not self._stream.alive:
+                    # Invalidated (e.g. the collection was dropped): reopen after a pause
+                    # rather than spin on a closed stream.
+                    logger.warning("change stream closed by the server; reopening")
+                    self._stream = None
+                    await asyncio.sleep(RETRY_DELAY)
                 continue
             self._token = event["_id"]
             change = to_change(event)

@@ -36,20 +36,16 @@ async def server(
 
 
 @pytest.fixture
-async def http(server: LiveServer) -> AsyncIterator[AsyncClient]:
+async def client(server: LiveServer) -> AsyncIterator[AsyncClient]:
+    """Over real HTTP to the live server (so `alice` and `bob` sign up there too)."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
-        yield client
+    async with AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
+        yield http
 
 
 @pytest.fixture
-async def alice(http: AsyncClient) -> UserAccount:
-    return await create_account(http)
-
-
-@pytest.fixture
-async def bob(http: AsyncClient) -> UserAccount:
-    return await create_account(http)
+def http(client: AsyncClient) -> AsyncClient:
+    return client
 
 
 @asynccontextmanager
