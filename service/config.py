@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     sync_lag_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
     # Seconds of silence after which an open change feed stream gets a comment heartbeat.
     feed_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # A client further behind than this many changes can't resume the feed (410): it uses
+    # delta sync instead of making the server replay an unbounded backlog.
+    feed_catch_up_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
 
     @property
     def is_development(self) -> bool:

@@ -64,7 +64,7 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
             settings=settings,
             tokens=tokens,
             passwords=PasswordHasher(settings.password_hash_concurrency),
-            feed=ChangeFeed(),
+            feed=ChangeFeed(catch_up_limit=settings.feed_catch_up_limit),
         )
         if database is not None:
             await init_db(database)

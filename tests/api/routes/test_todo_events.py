@@ -286,6 +286,23 @@ async def test_shutdown_closes_open_streams_cleanly(wire_url: str, tmp_path: Pat
         assert await asyncio.wait_for(running.process.wait(), 15) == 0
 
 
+async def test_a_last_event_id_too_far_behind_is_410(wire_url: str, tmp_path: Path) -> None:
+    async with (
+        live_server(wire_url, tmp_path, FEED_CATCH_UP_LIMIT="2") as running,
+        AsyncClient(base_url=running.url, timeout=30) as http,
+    ):
+        user = await create_account(http)
+        async with events(http, user.headers) as reader:
+            ready_id = await opened(reader)
+        for i in range(3):
+            await create(http, user, f"t{i}")
+        response = await http.get(
+            "/api/todos/events", headers={**user.headers, "Last-Event-ID": ready_id}
+        )
+        assert response.status_code == 410
+        assert "delta sync" in response.json()["detail"]
+
+
 # ---- without change streams ----
 
 
