@@ -1,4 +1,4 @@
-"""The current user's todos: create, list, read, replace, update and delete."""
+"""The current user's todos: create (idempotently), list and sync, read, replace, update, delete."""
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
