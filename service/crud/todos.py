@@ -71,7 +71,7 @@ SORT_INDEXES = {
 }
 
 
-def _key_value_to_json(name: str, value: Any) -> Any:
+def _key_value_to_json(value: Any) -> Any:
     if isinstance(value, ObjectId):
         return str(value)
     if isinstance(value, datetime):
@@ -101,7 +101,7 @@ def _key_value_from_json(name: str, value: Any) -> Any:
 def cursor_key(todo: Todo, keys: list[SortKey]) -> list[Any]:
     """The JSON-ready sort key of `todo`, for the cursor of the page after it."""
     stored = todo.model_dump(by_alias=True)
-    return [_key_value_to_json(name, stored[name]) for name, _ in keys]
+    return [_key_value_to_json(stored[name]) for name, _ in keys]
 
 
 def parse_cursor_key(raw: list[Any], keys: list[SortKey]) -> list[Any]:
