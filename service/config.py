@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     signup_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
     # Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[str, Field(max_length=10_000)] = ""
+    # Deleted todos stay as tombstones this long, for delta sync (a TTL index removes them).
+    tombstone_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # Delta sync answers are complete up to the server's clock minus this lag: it covers
+    # writes still in flight and clock differences between instances.
+    sync_lag_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    # Seconds of silence after which an open change feed stream gets a comment heartbeat.
+    feed_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # A client further behind than this many changes can't resume the feed (410): it uses
+    # delta sync instead of making the server replay an unbounded backlog.
+    feed_catch_up_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
 
     @property
     def is_development(self) -> bool:

@@ -7,9 +7,16 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
-from service.models import Session, ThrottleCounter, Todo, User
+from service.models import EventTicket, IdempotencyKey, Session, ThrottleCounter, Todo, User
 
-DOCUMENT_MODELS: list[type[Document]] = [User, Todo, Session, ThrottleCounter]
+DOCUMENT_MODELS: list[type[Document]] = [
+    User,
+    Todo,
+    Session,
+    ThrottleCounter,
+    IdempotencyKey,
+    EventTicket,
+]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]
 

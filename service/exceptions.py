@@ -55,6 +55,26 @@ class TooManyRequests(ServiceError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class PreconditionFailed(ServiceError):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    detail = "Precondition failed"
+
+
+class UnprocessableContent(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    detail = "Unprocessable content"
+
+
+class Gone(ServiceError):
+    status_code = status.HTTP_410_GONE
+    detail = "Gone"
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    detail = "Service unavailable"
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {

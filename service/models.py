@@ -1,12 +1,15 @@
 """Beanie documents: what is stored in MongoDB."""
 
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, ClassVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, ClassVar
 
 import pymongo
 from beanie import Document, Indexed, PydanticObjectId
 from pydantic import Field
+
+ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
 
 
 def utc_now() -> datetime:
@@ -42,21 +45,129 @@ class User(Document):
         name = "users"
 
 
+# A due value is either a calendar date or a datetime with an explicit offset (never naive).
+DUE_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+DUE_DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+_DUE_DATE_RE = re.compile(DUE_DATE_PATTERN)
+_DUE_DATETIME_RE = re.compile(DUE_DATETIME_PATTERN)
+
+
+def due_instant(due: str) -> datetime:
+    """The UTC instant a due value sorts and filters by; a date counts as its midnight UTC.
+
+    Raises ValueError for anything but an ISO date or an ISO datetime with an offset.
+    """
+    if _DUE_DATE_RE.fullmatch(due):
+        day = date.fromisoformat(due)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if _DUE_DATETIME_RE.fullmatch(due):
+        return datetime.fromisoformat(due).astimezone(UTC)
+    raise ValueError("must be an ISO date (2026-12-01) or a datetime with an offset")
+
+
 class Todo(Document):
     owner_id: PydanticObjectId
     text: str
+    notes: str = ""
     completed: bool = False
+    completed_at: datetime | None = None
+    # `due` is kept exactly as the client sent it; `due_at` is its instant (for filters and
+    # sorting) and `due_rank` is 1 when there is no due, so that "sort=due" puts those last
+    # in both directions.
+    due: str | None = None
+    due_at: datetime | None = None
+    due_rank: int = 1
+    priority: int = 0
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+    version: int = 1
+    # Set when the todo is deleted: it stays as a tombstone for delta sync until a TTL index
+    # removes it. Every normal read filters on deleted_at: null.
+    deleted_at: datetime | None = None
 
     class Settings:
         name = "todos"
-        # (owner_id, _id desc) serves "my todos, newest first" and every lookup by owner,
-        # so no separate owner_id index is needed.
+        # One index per listing order, each starting with the equality fields every listing
+        # has (owner_id, and deleted_at: null for live todos); the README says which query each
+        # serves. Listings hint them by name (service/crud/todos.py SORT_INDEXES).
         indexes: ClassVar[list[pymongo.IndexModel]] = [
             pymongo.IndexModel(
-                [("owner_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)],
-                name="owner_newest_first",
+                [("owner_id", ASC), ("deleted_at", ASC), ("_id", DESC)],
+                name="todos_live_by_created",
+            ),
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("deleted_at", ASC), ("updated_at", DESC), ("_id", DESC)],
+                name="todos_live_by_updated",
+            ),
+            pymongo.IndexModel(
+                [
+                    ("owner_id", ASC),
+                    ("deleted_at", ASC),
+                    ("due_rank", ASC),
+                    ("due_at", ASC),
+                    ("_id", ASC),
+                ],
+                name="todos_live_by_due",
+            ),
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("deleted_at", ASC), ("priority", DESC), ("_id", DESC)],
+                name="todos_live_by_priority",
+            ),
+            # Delta sync with tombstones: everything the owner changed, in update order.
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("updated_at", ASC), ("_id", ASC)], name="todos_sync"
+            ),
+        ]
+
+
+IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 60 * 60
+
+
+class IdempotencyKey(Document):
+    """A create made with an Idempotency-Key: what was asked, and the answer to replay."""
+
+    owner_id: PydanticObjectId
+    key: str
+    request_hash: str
+    # Chosen before the todo is inserted, so a retry after a crash can't create a second one.
+    todo_id: PydanticObjectId
+    status_code: int | None = None
+    response_body: dict[str, Any] | None = None
+    location: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+    class Settings:
+        name = "idempotency_keys"
+        indexes: ClassVar[list[pymongo.IndexModel]] = [
+            # Keys are per user; the unique index is what makes parallel retries safe.
+            pymongo.IndexModel(
+                [("owner_id", ASC), ("key", ASC)], unique=True, name="idempotency_owner_key"
+            ),
+            # Sweeps expired keys (about once a minute); expiry is also checked on read.
+            pymongo.IndexModel(
+                [("created_at", ASC)],
+                expireAfterSeconds=IDEMPOTENCY_KEY_TTL_SECONDS,
+                name="idempotency_ttl",
+            ),
+        ]
+
+
+class EventTicket(Document):
+    """A one-time ticket that opens the change feed without an Authorization header."""
+
+    # Only a hash is stored: the ticket itself is a bearer credential.
+    ticket_hash: Annotated[str, Indexed(unique=True)]
+    owner_id: PydanticObjectId
+    expires_at: datetime
+    # When the access token that asked for the ticket expires; the stream closes then.
+    stream_until: datetime
+
+    class Settings:
+        name = "event_tickets"
+        indexes: ClassVar[list[pymongo.IndexModel]] = [
+            pymongo.IndexModel(
+                [("expires_at", ASC)], expireAfterSeconds=0, name="event_tickets_ttl"
             )
         ]
 

@@ -13,7 +13,15 @@ from pydantic import (
     model_validator,
 )
 
-from service.models import Session, Todo, User, id_of
+from service.models import (
+    DUE_DATE_PATTERN,
+    DUE_DATETIME_PATTERN,
+    Session,
+    Todo,
+    User,
+    due_instant,
+    id_of,
+)
 from service.security import REFRESH_TOKEN_MAX_LENGTH
 
 PASSWORD_MIN_LENGTH = 8
@@ -21,6 +29,14 @@ PASSWORD_MAX_LENGTH = 128
 NAME_MAX_LENGTH = 100
 TODO_TEXT_MAX_LENGTH = 1000
 EMAIL_MAX_LENGTH = 254
+TODO_NOTES_MAX_LENGTH = 8192
+TAG_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+MAX_TAGS = 20
+# Duplicates (after lower-casing) are merged, so a few more may be sent than are kept.
+MAX_TAGS_SENT = 100
+PRIORITY_MAX = 3
+DUE_MAX_LENGTH = 40
+SEARCH_MAX_LENGTH = 200
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -46,6 +62,53 @@ TodoText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TODO_TEXT_MAX_LENGTH),
     Field(description="Leading and trailing white space is removed; 1 to 1000 characters."),
+]
+
+
+TodoNotes = Annotated[
+    str, Field(max_length=TODO_NOTES_MAX_LENGTH, description="Up to 8192 characters.")
+]
+Priority = Annotated[int, Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (highest).")]
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+
+
+def _distinct_lower_tags(tags: list[str]) -> list[str]:
+    distinct = list(dict.fromkeys(tag.lower() for tag in tags))
+    if len(distinct) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    return distinct
+
+
+Tags = Annotated[
+    list[Tag],
+    Field(
+        max_length=MAX_TAGS_SENT,
+        description=(
+            f"Up to {MAX_TAGS} distinct tags of 1 to 32 letters, digits, `-` or `_`; "
+            "stored lower-case, duplicates merged."
+        ),
+    ),
+    AfterValidator(_distinct_lower_tags),
+]
+
+
+def check_due(value: str) -> str:
+    """`value` if it is a valid due (an ISO date or a datetime with an offset), else ValueError."""
+    due_instant(value)  # raises ValueError for anything else
+    return value
+
+
+Due = Annotated[
+    str,
+    Field(
+        max_length=DUE_MAX_LENGTH,
+        description=(
+            "An ISO date (`2026-12-01`) or a datetime with an offset "
+            "(`2026-12-01T09:00:00+02:00`); returned exactly as sent."
+        ),
+        json_schema_extra={"pattern": f"{DUE_DATE_PATTERN}|{DUE_DATETIME_PATTERN}"},
+    ),
+    AfterValidator(check_due),
 ]
 
 
@@ -92,38 +155,60 @@ class Token(BaseModel):
 
 class TodoCreate(InputModel):
     text: TodoText
+    notes: TodoNotes = ""
     completed: bool = False
+    due: Due | None = None
+    priority: Priority = 0
+    tags: Tags = Field(default_factory=list)
 
 
-class TodoReplace(InputModel):
-    text: TodoText
+class TodoReplace(TodoCreate):
+    """Every writable field: `text` and `completed` are required, the others reset to defaults."""
+
     completed: bool
 
 
 class TodoUpdate(InputModel):
-    """A partial update: only the fields sent change. `null` is not a value for any of them."""
+    """A partial update: only the fields sent change. `null` is a value only for `due`."""
 
     # Typed without None and defaulted through Field (defaults aren't validated), so the
     # schema says "optional, but never null"; read it with model_dump(exclude_unset=True).
     text: TodoText = Field(default=None)  # type: ignore[assignment]  # None = not sent
     completed: bool = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    notes: TodoNotes = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    priority: Priority = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    tags: Tags = Field(default=None)  # type: ignore[arg-type]  # None = not sent
+    # `null` clears the due.
+    due: Due | None = None
 
 
 class TodoPublic(BaseModel):
     id: str
     text: str
+    notes: str
     completed: bool
+    completed_at: UtcDatetime | None
+    due: str | None
+    priority: int
+    tags: list[str]
     created_at: UtcDatetime
     updated_at: UtcDatetime
+    version: int
 
     @classmethod
     def from_document(cls, todo: Todo) -> Self:
         return cls(
             id=str(id_of(todo)),
             text=todo.text,
+            notes=todo.notes,
             completed=todo.completed,
+            completed_at=todo.completed_at,
+            due=todo.due,
+            priority=todo.priority,
+            tags=todo.tags,
             created_at=todo.created_at,
             updated_at=todo.updated_at,
+            version=todo.version,
         )
 
 
@@ -132,6 +217,51 @@ class TodoPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class TodoTombstone(BaseModel):
+    """A deleted todo, as delta sync and the change feed report it."""
+
+    id: str
+    deleted: Literal[True] = True
+    deleted_at: UtcDatetime
+    version: int
+
+    @classmethod
+    def from_document(cls, todo: Todo) -> Self:
+        if todo.deleted_at is None:
+            raise ValueError("not a tombstone")
+        return cls(id=str(id_of(todo)), deleted_at=todo.deleted_at, version=todo.version)
+
+
+def todo_or_tombstone(todo: Todo) -> "TodoPublic | TodoTombstone":
+    """How a stored todo is reported in change listings: a tombstone once deleted."""
+    if todo.deleted_at is not None:
+        return TodoTombstone.from_document(todo)
+    return TodoPublic.from_document(todo)
+
+
+class TodoChanges(BaseModel):
+    """A delta-sync page: what changed after `updated_since`, up to `watermark`."""
+
+    items: list[TodoPublic | TodoTombstone]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same query) for the rest of this answer."
+    )
+    watermark: UtcDatetime = Field(
+        description=(
+            "The answer is complete up to this instant: pass it as the next `updated_since`."
+        )
+    )
+
+
+class ClearedTodos(BaseModel):
+    deleted: int = Field(description="How many completed todos were deleted.")
+
+
+class EventTicketOut(BaseModel):
+    ticket: str = Field(description="Pass as `ticket` to GET /api/todos/events, once.")
+    expires_in: int = Field(description="Seconds the ticket stays valid.")
 
 
 class HealthStatus(BaseModel):

@@ -67,10 +67,10 @@ async def create_account(
 
 
 async def create_todo(
-    client: AsyncClient, user: UserAccount, text: str = "buy milk"
+    client: AsyncClient, user: UserAccount, text: str = "buy milk", **fields: Any
 ) -> dict[str, Any]:
-    """Create a todo through the API and return the 201 body."""
-    response = await client.post("/api/todos", json={"text": text}, headers=user.headers)
+    """Create a todo through the API (with any other `fields`) and return the 201 body."""
+    response = await client.post("/api/todos", json={"text": text, **fields}, headers=user.headers)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body

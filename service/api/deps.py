@@ -1,17 +1,21 @@
 """Dependencies, each as an Annotated alias: settings, clock, client IP, current user, todos."""
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from beanie import PydanticObjectId
 from bson.errors import InvalidId
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from service import crud
 from service.client_ip import resolve_client_ip
 from service.config import Settings
 from service.crud.sessions import Authenticated
+from service.etags import if_match_versions
 from service.exceptions import NotFound, Unauthorized
+from service.feed import ChangeFeed
 from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
 
@@ -119,3 +123,86 @@ async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> Todo:
 
 
 OwnedTodo = Annotated[Todo, Depends(get_owned_todo)]
+
+ETAG_HEADER_MAX_LENGTH = 2048
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            max_length=ETAG_HEADER_MAX_LENGTH,
+            description="Only change the todo if its ETag is one of these (else 412).",
+        ),
+    ] = None,
+) -> list[int] | None:
+    """The versions If-Match allows; None when there is no condition."""
+    return if_match_versions(if_match)
+
+
+# Versions a write is conditional on (from If-Match); None for an unconditional write.
+IfMatch = Annotated[list[int] | None, Depends(get_if_match)]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        max_length=ETAG_HEADER_MAX_LENGTH,
+        description="304 without a body if the todo's ETag is one of these.",
+    ),
+]
+
+
+def get_feed(request: Request) -> ChangeFeed:
+    feed: ChangeFeed = request.state.feed
+    return feed
+
+
+FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAccess:
+    """Who may read a change feed stream, and until when (their access token's expiry)."""
+
+    user_id: PydanticObjectId
+    until: datetime
+
+
+def _token_expiry(token: str, tokens: TokenSettings) -> datetime:
+    # Only called on a token get_current_user has accepted, so its claims are valid.
+    return datetime.fromtimestamp(decode_access_token(token, tokens)["exp"], UTC)
+
+
+async def get_token_access(
+    user: CurrentUser, token: BearerToken, tokens: TokenSettingsDep
+) -> StreamAccess:
+    """The current user, and when their access token expires."""
+    return StreamAccess(user_id=id_of(user), until=_token_expiry(token or "", tokens))
+
+
+TICKET_MAX_LENGTH = 128
+
+
+async def get_stream_access(
+    token: BearerToken,
+    tokens: TokenSettingsDep,
+    clock: ClockDep,
+    ticket: Annotated[
+        str | None,
+        Query(
+            max_length=TICKET_MAX_LENGTH,
+            description="A one-time ticket from POST /api/todos/events/ticket, instead of a token.",
+        ),
+    ] = None,
+) -> StreamAccess:
+    """Access to the change feed: by a one-time ticket (EventSource) or a bearer token."""
+    if ticket is None:
+        auth = await get_authenticated(token, tokens, clock)
+        return StreamAccess(user_id=id_of(auth.user), until=_token_expiry(token or "", tokens))
+    redeemed = await crud.tickets.redeem_ticket(ticket=ticket)
+    if redeemed is None:
+        raise Unauthorized("Invalid, expired or already used ticket")
+    return StreamAccess(user_id=redeemed.owner_id, until=redeemed.stream_until)
+
+
+TokenAccess = Annotated[StreamAccess, Depends(get_token_access)]
+StreamAccessDep = Annotated[StreamAccess, Depends(get_stream_access)]

@@ -3,6 +3,6 @@
 Routes call `crud.<resource>.<function>(...)` with keyword arguments; nothing else builds queries.
 """
 
-from service.crud import sessions, throttle, todos, users
+from service.crud import idempotency, sessions, throttle, tickets, todos, users
 
-__all__ = ["sessions", "throttle", "todos", "users"]
+__all__ = ["idempotency", "sessions", "throttle", "tickets", "todos", "users"]

@@ -1,0 +1,323 @@
+"""GET /api/todos/events: the SSE change feed, on a real uvicorn server (wire tier only)."""
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+
+from service.config import Settings
+from service.main import create_app
+from service.security import TokenSettings, create_access_token
+from tests.conftest import TEST_SECRET_KEY
+from tests.live_server import EventReader, LiveServer, live_server
+from tests.mongomock_compat import mock_database
+from tests.utils import UserAccount, create_account
+
+pytestmark = pytest.mark.wire_only
+
+
+@pytest.fixture(scope="module")
+async def server(
+    wire_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveServer]:
+    async with live_server(
+        wire_url, tmp_path_factory.mktemp("events"), FEED_HEARTBEAT_SECONDS="0.3"
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[AsyncClient]:
+    """Over real HTTP to the live server (so `alice` and `bob` sign up there too)."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
+        yield http
+
+
+@pytest.fixture
+def http(client: AsyncClient) -> AsyncClient:
+    return client
+
+
+@asynccontextmanager
+async def events(
+    http: AsyncClient,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> AsyncIterator[EventReader]:
+    async with http.stream("GET", "/api/todos/events", headers=headers, params=params) as response:
+        yield EventReader(response)
+
+
+async def opened(reader: EventReader) -> str:
+    """Check the stream opened with `ready`; its id."""
+    assert reader.response.status_code == 200
+    assert reader.response.headers["content-type"].startswith("text/event-stream")
+    ready = await reader.next_event()
+    assert ready is not None
+    assert ready.event == "ready"
+    assert ready.id
+    return ready.id
+
+
+async def create(http: AsyncClient, user: UserAccount, text: str) -> dict[str, Any]:
+    response = await http.post("/api/todos", json={"text": text}, headers=user.headers)
+    assert response.status_code == 201
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def expect(reader: EventReader, kind: str) -> tuple[str, dict[str, Any]]:
+    event = await reader.next_event()
+    assert event is not None, "the stream ended"
+    assert event.event == kind, event
+    assert event.id
+    return event.id, json.loads(event.data)
+
+
+async def test_my_changes_arrive_in_order(http: AsyncClient, alice: UserAccount) -> None:
+    async with events(http, alice.headers) as reader:
+        await opened(reader)
+        todo = await create(http, alice, "watch me")
+        url = f"/api/todos/{todo['id']}"
+        await http.patch(url, json={"completed": True}, headers=alice.headers)
+        await http.delete(url, headers=alice.headers)
+        _, created = await expect(reader, "created")
+        assert created["id"] == todo["id"]
+        assert created["text"] == "watch me"
+        _, updated = await expect(reader, "updated")
+        assert (updated["id"], updated["completed"], updated["version"]) == (todo["id"], True, 2)
+        _, deleted = await expect(reader, "deleted")
+        assert deleted == {
+            "id": todo["id"],
+            "deleted": True,
+            "deleted_at": deleted["deleted_at"],
+            "version": 3,
+        }
+
+
+async def test_clear_completed_sends_a_deletion_per_todo(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    async with events(http, alice.headers) as reader:
+        await opened(reader)
+        done = [
+            (
+                await http.post(
+                    "/api/todos", json={"text": f"d{i}", "completed": True}, headers=alice.headers
+                )
+            ).json()["id"]
+            for i in range(2)
+        ]
+        await http.post("/api/todos/clear-completed", headers=alice.headers)
+        for _ in done:
+            await expect(reader, "created")
+        deleted = {(await expect(reader, "deleted"))[1]["id"] for _ in done}
+        assert deleted == set(done)
+
+
+async def test_other_users_changes_never_appear(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    async with events(http, alice.headers) as reader:
+        await opened(reader)
+        await create(http, bob, "bob's secret")
+        mine = await create(http, alice, "mine")
+        _, created = await expect(reader, "created")
+        assert created["id"] == mine["id"]
+
+
+async def test_resuming_with_last_event_id_has_no_gaps_or_repeats(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    async with events(http, alice.headers) as reader:
+        ready_id = await opened(reader)
+    missed = [await create(http, alice, f"missed {i}") for i in range(3)]
+    async with events(http, {**alice.headers, "Last-Event-ID": ready_id}) as reader:
+        assert await opened(reader) == ready_id
+        ids = []
+        for todo in missed:
+            event_id, created = await expect(reader, "created")
+            assert created["id"] == todo["id"]
+            ids.append(event_id)
+        live = await create(http, alice, "live")
+        _, created = await expect(reader, "created")
+        assert created["id"] == live["id"]
+    # Resuming from the middle gives only what came after it.
+    async with events(http, {**alice.headers, "Last-Event-ID": ids[1]}) as reader:
+        await opened(reader)
+        _, created = await expect(reader, "created")
+        assert created["id"] == missed[2]["id"]
+        _, created = await expect(reader, "created")
+        assert created["id"] == live["id"]
+        other = await create(http, alice, "after")
+        _, created = await expect(reader, "created")
+        assert created["id"] == other["id"]
+
+
+@pytest.mark.parametrize("last_event_id", ["not-hex!", "zz", "0", "00" * 40])
+async def test_a_malformed_last_event_id_is_400(
+    http: AsyncClient, alice: UserAccount, last_event_id: str
+) -> None:
+    response = await http.get(
+        "/api/todos/events", headers={**alice.headers, "Last-Event-ID": last_event_id}
+    )
+    assert response.status_code == 400
+    assert "Last-Event-ID" in response.json()["detail"]
+
+
+async def test_a_ticket_opens_the_stream_once(http: AsyncClient, alice: UserAccount) -> None:
+    response = await http.post("/api/todos/events/ticket", headers=alice.headers)
+    assert response.status_code == 201
+    assert response.json()["expires_in"] == 60
+    ticket = response.json()["ticket"]
+    async with events(http, params={"ticket": ticket}) as reader:
+        await opened(reader)
+        todo = await create(http, alice, "via ticket")
+        _, created = await expect(reader, "created")
+        assert created["id"] == todo["id"]
+    again = await http.get("/api/todos/events", params={"ticket": ticket})
+    assert again.status_code == 401
+
+
+async def test_tickets_never_reach_the_log(
+    http: AsyncClient, alice: UserAccount, server: LiveServer
+) -> None:
+    ticket = (await http.post("/api/todos/events/ticket", headers=alice.headers)).json()["ticket"]
+    async with events(http, params={"ticket": ticket}) as reader:
+        await opened(reader)
+    await http.get("/api/todos/events", params={"ticket": ticket})
+    await http.get("/api/health")
+    log = server.log_text()
+    assert "/api/todos/events?ticket=***" in log
+    assert ticket not in log
+
+
+@pytest.mark.parametrize(
+    ("headers", "params"),
+    [
+        ({}, {}),
+        ({}, {"ticket": "made-up"}),
+        ({"Authorization": "Bearer not-a-token"}, {}),
+    ],
+)
+async def test_the_feed_needs_a_token_or_a_valid_ticket(
+    http: AsyncClient, headers: dict[str, str], params: dict[str, str]
+) -> None:
+    response = await http.get("/api/todos/events", headers=headers, params=params)
+    assert response.status_code == 401
+
+
+async def test_a_ticket_needs_a_token(http: AsyncClient) -> None:
+    assert (await http.post("/api/todos/events/ticket")).status_code == 401
+
+
+async def test_silence_gets_a_heartbeat_comment(http: AsyncClient, alice: UserAccount) -> None:
+    async with events(http, alice.headers) as reader:
+        await opened(reader)
+        heartbeat = await reader.next()
+        assert heartbeat is not None
+        assert (heartbeat.event, heartbeat.comment) == ("comment", "heartbeat")
+
+
+async def test_the_stream_ends_when_the_access_token_expires(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    session_id = jwt.decode(alice.token, options={"verify_signature": False})["sid"]
+    short = create_access_token(
+        alice.id,
+        session_id=session_id,
+        settings=TokenSettings(
+            key=TEST_SECRET_KEY,
+            issuer="todo-service",
+            audience="todo-service",
+            expires=timedelta(seconds=2),
+        ),
+    )
+    async with events(http, {"Authorization": f"Bearer {short}"}) as reader:
+        await opened(reader)
+        while (event := await reader.next()) is not None:
+            assert event.event == "comment"
+
+
+async def test_200_subscribers_neither_exhaust_the_pool_nor_slow_other_requests(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    async with open_streams(http, alice, 200) as readers:
+        # Other requests still go through while the streams are open (the default pool
+        # has 100 connections: a stream holding one would starve them).
+        responses = await asyncio.gather(
+            *(http.get("/api/todos", headers=alice.headers) for _ in range(20))
+        )
+        assert {response.status_code for response in responses} == {200}
+        todo = await create(http, alice, "for everyone")
+        received = await asyncio.gather(*(expect(reader, "created") for reader in readers))
+        assert {data["id"] for _, data in received} == {todo["id"]}
+
+
+@asynccontextmanager
+async def open_streams(
+    http: AsyncClient, user: UserAccount, count: int
+) -> AsyncIterator[list[EventReader]]:
+    async with AsyncExitStack() as stack:
+        readers = await asyncio.gather(
+            *(stack.enter_async_context(events(http, user.headers)) for _ in range(count))
+        )
+        await asyncio.gather(*(opened(reader) for reader in readers))
+        yield list(readers)
+
+
+async def test_shutdown_closes_open_streams_cleanly(wire_url: str, tmp_path: Path) -> None:
+    async with (
+        live_server(wire_url, tmp_path) as running,
+        AsyncClient(base_url=running.url, timeout=30) as http,
+    ):
+        user = await create_account(http)
+        async with open_streams(http, user, 3) as readers:
+            running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.gather(*(reader.next() for reader in readers)) == [None] * 3
+        assert await asyncio.wait_for(running.process.wait(), 15) == 0
+
+
+async def test_a_last_event_id_too_far_behind_is_410(wire_url: str, tmp_path: Path) -> None:
+    async with (
+        live_server(wire_url, tmp_path, FEED_CATCH_UP_LIMIT="2") as running,
+        AsyncClient(base_url=running.url, timeout=30) as http,
+    ):
+        user = await create_account(http)
+        async with events(http, user.headers) as reader:
+            ready_id = await opened(reader)
+        for i in range(3):
+            await create(http, user, f"t{i}")
+        response = await http.get(
+            "/api/todos/events", headers={**user.headers, "Last-Event-ID": ready_id}
+        )
+        assert response.status_code == 410
+        assert "delta sync" in response.json()["detail"]
+
+
+# ---- without change streams ----
+
+
+async def test_without_change_streams_the_feed_is_503(settings: Settings) -> None:
+    app = create_app(settings, database=mock_database("no-change-streams"))
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(manager.app), base_url="http://test") as client,
+    ):
+        user = await create_account(client)
+        response = await client.get("/api/todos/events", headers=user.headers)
+        assert response.status_code == 503
+        assert "change streams" in response.json()["detail"]
+        ticket = await client.post("/api/todos/events/ticket", headers=user.headers)
+        assert ticket.status_code == 201
