@@ -39,8 +39,10 @@ def test_every_route_declares_its_success_response_model(schema: dict[str, Any])
         for code in success:
             if code == "204":
                 continue
-            content = operation["responses"][code]["content"]["application/json"]
-            assert content["schema"], f"{method} {path} {code}"
+            content = operation["responses"][code]["content"]
+            assert content, f"{method} {path} {code}"
+            for media_type in content.values():
+                assert media_type["schema"], f"{method} {path} {code}"
 
 
 def test_authenticated_routes_declare_401(schema: dict[str, Any]) -> None:
