@@ -7,14 +7,27 @@ from datetime import timedelta
 from typing import TypedDict
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.middleware.cors import CORSMiddleware
 
 from service.api.router import api_router
 from service.config import Settings
-from service.db import MongoDatabase, create_client, init_db
-from service.exceptions import install_error_handlers
+from service.db import MongoDatabase, create_client, init_db, wait_for_database
+from service.exceptions import PayloadTooLarge, ServiceUnavailable, install_error_handlers
+from service.metrics import metrics_endpoint
+from service.middleware import (
+    BodyLimitMiddleware,
+    DatabaseBudgetMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
+from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
 
 logger = logging.getLogger(__name__)
+
+# Routes that never touch the database, so never answer 503.
+DATABASE_FREE_PATHS = frozenset({"/api/health"})
 
 
 class AppState(TypedDict):
@@ -47,18 +60,60 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
             return
         client = create_client(settings)
         try:
-            await init_db(client[settings.mongodb_db])
+            db = client[settings.mongodb_db]
+            await wait_for_database(db, give_up_after=settings.mongodb_startup_timeout)
+            await init_db(db)
             logger.info("connected to MongoDB, database %r", settings.mongodb_db)
             yield state
         finally:
             await client.close()
+            logger.info("MongoDB client closed")
 
+    docs = settings.docs_on
     app = FastAPI(
         title="todo-service",
         summary="Sign up, log in with a JWT, and keep your to-do lists.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
     app.include_router(api_router, prefix="/api")
+    _document_operational_errors(app)
+    if settings.metrics_on:
+        app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    # add_middleware wraps the app built so far: the last added runs first.
+    budget_seconds = settings.request_db_budget_ms / 1000
+    app.add_middleware(DatabaseBudgetMiddleware, budget_seconds=budget_seconds)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Location", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _document_operational_errors(app: FastAPI) -> None:
+    """List the answers any route can give in OpenAPI: 413 where it takes a body, 503 where
+    it needs the database. In one place, so routes added later are covered too."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        if route.body_field is not None:
+            route.responses.setdefault(
+                PayloadTooLarge.status_code,
+                {"model": ErrorDetail, "description": PayloadTooLarge.detail},
+            )
+        if route.path not in DATABASE_FREE_PATHS:
+            route.responses.setdefault(
+                ServiceUnavailable.status_code,
+                {"model": ErrorDetail, "description": ServiceUnavailable.detail},
+            )

@@ -134,3 +134,8 @@ class HealthStatus(BaseModel):
 
 class ErrorDetail(BaseModel):
     detail: str | list[dict[str, object]]
+
+
+class ReadyStatus(BaseModel):
+    status: Literal["ready", "unavailable"] = "ready"
+    detail: str | None = Field(default=None, description="Why the service is not ready.")

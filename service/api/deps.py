@@ -11,6 +11,7 @@ from service import crud
 from service.config import Settings
 from service.exceptions import NotFound, Unauthorized
 from service.models import Todo, User, id_of
+from service.request_context import bind_user
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
 
 # auto_error=False: a missing token goes through Unauthorized, like every other 401.
@@ -50,6 +51,7 @@ async def get_current_user(token: BearerToken, tokens: TokenSettingsDep) -> User
     user = await crud.users.get_user(user_id=user_id)
     if user is None:
         raise Unauthorized
+    bind_user(str(user_id))
     return user
 
 

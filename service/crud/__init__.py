@@ -3,6 +3,6 @@
 Routes call `crud.<resource>.<function>(...)` with keyword arguments; nothing else builds queries.
 """
 
-from service.crud import todos, users
+from service.crud import database, todos, users
 
-__all__ = ["todos", "users"]
+__all__ = ["database", "todos", "users"]

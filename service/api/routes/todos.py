@@ -6,8 +6,8 @@ from beanie import PydanticObjectId
 from fastapi import APIRouter, Query, Request, Response, status
 
 from service import crud
-from service.api.deps import CurrentUser, OwnedTodo, TodoId
-from service.exceptions import BadRequest, NotFound, Unauthorized, error_responses
+from service.api.deps import CurrentUser, OwnedTodo, SettingsDep, TodoId
+from service.exceptions import BadRequest, Conflict, NotFound, Unauthorized, error_responses
 from service.models import id_of
 from service.pagination import CURSOR_PATTERN, InvalidCursorError, decode_cursor, encode_cursor
 from service.schemas import TodoCreate, TodoPage, TodoPublic, TodoReplace, TodoUpdate
@@ -52,13 +52,25 @@ async def list_my_todos(
     return [TodoPublic.from_document(t) for t in todos]
 
 
-@router.post("/todos", status_code=status.HTTP_201_CREATED, summary="Create a todo")
+@router.post(
+    "/todos",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a todo",
+    responses=error_responses(Conflict),
+)
 async def create_todo(
-    body: TodoCreate, user: CurrentUser, request: Request, response: Response
+    body: TodoCreate,
+    user: CurrentUser,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> TodoPublic:
-    """Add a todo to your list; `Location` names the new todo."""
+    """Add a todo to your list; `Location` names the new todo. 409 once you have the maximum."""
     todo = await crud.todos.create_todo(
-        owner_id=id_of(user), text=body.text, completed=body.completed
+        owner_id=id_of(user),
+        text=body.text,
+        completed=body.completed,
+        max_todos=settings.max_todos_per_user,
     )
     response.headers["Location"] = str(request.url_for("read_todo", todo_id=str(id_of(todo))))
     return TodoPublic.from_document(todo)
