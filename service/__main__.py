@@ -109,7 +109,6 @@ def _use_multiprocess_metrics() -> None:
         return
     directory = tempfile.mkdtemp(prefix="todo-service-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     docs_enabled: bool | None = None
     metrics_enabled: bool | None = None
-    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    shutdown_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
 
     @property
     def is_development(self) -> bool:

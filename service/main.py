@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TypedDict
 
+import pymongo
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # Routes that never touch the database, so never answer 503.
 DATABASE_FREE_PATHS = frozenset({"/api/health"})
+CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 class AppState(TypedDict):
@@ -66,7 +68,10 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
             logger.info("connected to MongoDB, database %r", settings.mongodb_db)
             yield state
         finally:
-            await client.close()
+            # close() ends the server sessions first: with the database down, that would
+            # wait a whole server selection timeout.
+            with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                await client.close()
             logger.info("MongoDB client closed")
 
     docs = settings.docs_on

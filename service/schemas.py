@@ -137,5 +137,9 @@ class ErrorDetail(BaseModel):
 
 
 class ReadyStatus(BaseModel):
-    status: Literal["ready", "unavailable"] = "ready"
-    detail: str | None = Field(default=None, description="Why the service is not ready.")
+    status: Literal["ready"] = "ready"
+
+
+class NotReadyStatus(BaseModel):
+    status: Literal["unavailable"] = "unavailable"
+    detail: str = Field(description="Why the service is not ready.")

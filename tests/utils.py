@@ -1,10 +1,14 @@
 """Helpers that create users, log in and build auth headers."""
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from httpx import AsyncClient
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _counter = itertools.count()
@@ -69,3 +73,13 @@ async def create_todo(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@asynccontextmanager
+async def app_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An in-process HTTP client for `app`, with its lifespan running."""
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(manager.app), base_url="http://test") as client,
+    ):
+        yield client

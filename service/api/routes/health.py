@@ -7,7 +7,7 @@ from pymongo.errors import PyMongoError
 from service import crud, metrics
 from service.api.deps import SettingsDep
 from service.exceptions import ServiceUnavailable
-from service.schemas import HealthStatus, ReadyStatus
+from service.schemas import HealthStatus, NotReadyStatus, ReadyStatus
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +24,7 @@ async def health() -> HealthStatus:
     response_model=ReadyStatus,
     responses={
         ServiceUnavailable.status_code: {
-            "model": ReadyStatus,
+            "model": NotReadyStatus,
             "description": "The database did not answer in time.",
         }
     },
@@ -35,7 +35,7 @@ async def ready(settings: SettingsDep) -> ReadyStatus | JSONResponse:
         await crud.database.ping(seconds=settings.ready_timeout_ms / 1000)
     except PyMongoError:
         metrics.DB_UNAVAILABLE.inc()
-        unavailable = ReadyStatus(status="unavailable", detail=ServiceUnavailable.detail)
+        unavailable = NotReadyStatus(detail=ServiceUnavailable.detail)
         return JSONResponse(
             unavailable.model_dump(),
             ServiceUnavailable.status_code,

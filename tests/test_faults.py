@@ -1,0 +1,188 @@
+"""Real database faults on the wire tier: SecantusDB as a separate process, stopped, killed and
+restarted on the same port and data directory while the service keeps running."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from pymongo import monitoring
+
+from service.config import Settings
+from service.db import create_client
+from service.embedded import EmbeddedDatabase
+from service.main import create_app
+from tests.utils import app_client, create_account, create_todo
+
+# The service's promise while the database is down: an answer within this many seconds.
+ANSWER_WITHIN_SECONDS = 3.0
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
+    """A file-backed SecantusDB that syncs every commit, as production runs it."""
+    with EmbeddedDatabase(tmp_path / "db", sync_on_commit=True) as db:
+        yield db
+
+
+def restart(server: EmbeddedDatabase) -> EmbeddedDatabase:
+    """Start a new server process on the same port and data directory."""
+    again = EmbeddedDatabase(server.storage_path, port=server.port, sync_on_commit=True)
+    again.start()
+    return again
+
+
+def settings_for(settings: Settings, server: EmbeddedDatabase, **changes: Any) -> Settings:
+    return settings.model_copy(
+        update={
+            "mongodb_url": server.url,
+            "mongodb_db": f"test_{uuid.uuid4().hex[:12]}",
+            "mongodb_startup_timeout": 5.0,
+            **changes,
+        }
+    )
+
+
+async def timed_get(client: AsyncClient, url: str, **kwargs: Any) -> tuple[int, float, Any]:
+    started = time.monotonic()
+    response = await client.get(url, **kwargs)
+    return response.status_code, time.monotonic() - started, response
+
+
+async def test_database_outage_gets_503_quickly_and_the_service_recovers(
+    settings: Settings, server: EmbeddedDatabase
+) -> None:
+    async with app_client(create_app(settings_for(settings, server))) as client:
+        user = await create_account(client)
+        await create_todo(client, user)
+        assert (await client.get("/api/ready")).json() == {"status": "ready"}
+
+        server.stop()
+        for url in ["/api/todos", "/api/me", "/api/todos", "/api/mytodos"]:
+            status, seconds, response = await timed_get(client, url, headers=user.headers)
+            assert status == 503
+            assert response.json() == {"detail": "Database unavailable"}
+            assert int(response.headers["Retry-After"]) > 0
+            assert seconds < ANSWER_WITHIN_SECONDS
+        signup = await client.post(
+            "/api/users",
+            json={"email": "late@example.com", "fname": "A", "lname": "B", "password": "x" * 12},
+        )
+        assert signup.status_code == 503
+        status, seconds, response = await timed_get(client, "/api/ready")
+        assert status == 503
+        assert response.json()["status"] == "unavailable"
+        assert "Retry-After" in response.headers
+        assert seconds < ANSWER_WITHIN_SECONDS
+        status, seconds, _ = await timed_get(client, "/api/health")
+        assert status == 200
+        assert seconds < 0.5
+
+        again = restart(server)
+        try:
+            # No restart of the service: the driver reconnects by itself.
+            response = await client.get("/api/todos", headers=user.headers)
+            assert response.status_code == 200, response.text
+            assert len(response.json()["items"]) == 1
+            assert (await client.get("/api/ready")).status_code == 200
+            await create_todo(client, user, "after the outage")
+        finally:
+            again.stop()
+
+
+async def test_parallel_requests_during_an_outage_all_get_503_in_time(
+    settings: Settings, server: EmbeddedDatabase
+) -> None:
+    async with app_client(create_app(settings_for(settings, server))) as client:
+        user = await create_account(client)
+        server.stop()
+        started = time.monotonic()
+        responses = await asyncio.gather(
+            *(client.get("/api/todos", headers=user.headers) for _ in range(20))
+        )
+        assert {r.status_code for r in responses} == {503}
+        assert time.monotonic() - started < ANSWER_WITHIN_SECONDS
+
+
+async def test_acknowledged_todos_survive_sigkill_of_the_database(
+    settings: Settings, server: EmbeddedDatabase
+) -> None:
+    test_settings = settings_for(settings, server)
+    async with app_client(create_app(test_settings)) as client:
+        user = await create_account(client)
+        for number in range(200):
+            await create_todo(client, user, f"todo {number}")
+        server.kill()  # SIGKILL: the server gets no chance to flush anything
+
+    again = restart(server)
+    try:
+        async with app_client(create_app(test_settings)) as client:
+            response = await client.get("/api/mytodos?limit=1000", headers=user.headers)
+            assert response.status_code == 200
+            texts = {todo["text"] for todo in response.json()}
+            assert texts == {f"todo {number}" for number in range(200)}
+    finally:
+        again.stop()
+
+
+class WriteCommands(monitoring.CommandListener):
+    """Records the write concern of every write command sent."""
+
+    WRITES = frozenset({"insert", "update", "delete", "findAndModify"})
+
+    def __init__(self) -> None:
+        self.write_concerns: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in self.WRITES:
+            self.write_concerns.append((event.command_name, event.command.get("writeConcern")))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def _write_through_the_api(settings: Settings, listener: WriteCommands) -> None:
+    mongo = create_client(settings, event_listeners=[listener])
+    try:
+        app = create_app(settings, database=mongo[settings.mongodb_db])
+        async with app_client(app) as client:
+            user = await create_account(client)
+            todo = await create_todo(client, user)
+            url = f"/api/todos/{todo['id']}"
+            assert (
+                await client.patch(url, json={"completed": True}, headers=user.headers)
+            ).is_success
+            body = {"text": "replaced", "completed": False}
+            assert (await client.put(url, json=body, headers=user.headers)).is_success
+            assert (await client.delete(url, headers=user.headers)).status_code == 204
+        await mongo.drop_database(settings.mongodb_db)
+    finally:
+        await mongo.close()
+
+
+async def test_every_write_carries_majority_journaled_write_concern(
+    settings: Settings, server: EmbeddedDatabase
+) -> None:
+    listener = WriteCommands()
+    await _write_through_the_api(settings_for(settings, server), listener)
+    commands = {name for name, _ in listener.write_concerns}
+    assert {"insert", "update", "delete"} <= commands | {"findAndModify"}
+    assert len(listener.write_concerns) >= 5
+    for name, concern in listener.write_concerns:
+        assert concern == {"w": "majority", "j": True}, name
+
+
+async def test_write_concern_is_configurable(settings: Settings, server: EmbeddedDatabase) -> None:
+    listener = WriteCommands()
+    changed = settings_for(settings, server, mongodb_write_concern="1", mongodb_journal=False)
+    await _write_through_the_api(changed, listener)
+    assert listener.write_concerns
+    for name, concern in listener.write_concerns:
+        assert concern == {"w": 1, "j": False}, name
