@@ -4,11 +4,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import pymongo
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from service.api.router import api_router
@@ -22,6 +21,7 @@ from service.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from service.routes_table import route_templates
 from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
 
@@ -30,6 +30,14 @@ logger = logging.getLogger(__name__)
 # Routes that never touch the database, so never answer 503.
 DATABASE_FREE_PATHS = frozenset({"/api/health"})
 CLOSE_TIMEOUT_SECONDS = 1.0
+REF_TEMPLATE = "#/components/schemas/{model}"
+ERROR_DETAIL_REF = REF_TEMPLATE.format(model="ErrorDetail")
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
 
 
 class AppState(TypedDict):
@@ -101,24 +109,41 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["Location", "X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, templates=route_templates(app))
     app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 
 def _document_operational_errors(app: FastAPI) -> None:
     """List the answers any route can give in OpenAPI: 413 where it takes a body, 503 where
-    it needs the database. In one place, so routes added later are covered too."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        if route.body_field is not None:
-            route.responses.setdefault(
-                PayloadTooLarge.status_code,
-                {"model": ErrorDetail, "description": PayloadTooLarge.detail},
-            )
-        if route.path not in DATABASE_FREE_PATHS:
-            route.responses.setdefault(
-                ServiceUnavailable.status_code,
-                {"model": ErrorDetail, "description": ServiceUnavailable.detail},
-            )
+    it needs the database. Done on the generated schema, in one place, so that routes added
+    later are covered too."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error = {
+            "content": {"application/json": {"schema": {"$ref": ERROR_DETAIL_REF}}},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault(
+                        str(PayloadTooLarge.status_code),
+                        {"description": PayloadTooLarge.detail, **error},
+                    )
+                if path not in DATABASE_FREE_PATHS:
+                    responses.setdefault(
+                        str(ServiceUnavailable.status_code),
+                        {"description": ServiceUnavailable.detail, **error, "headers": RETRY_AFTER},
+                    )
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+            "ErrorDetail", ErrorDetail.model_json_schema(ref_template=REF_TEMPLATE)
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

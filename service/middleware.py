@@ -70,9 +70,22 @@ class RequestContextMiddleware:
     has the route template (never the raw path or query, which may carry ids or tokens).
     """
 
-    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        templates: dict[int, str] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.app = app
+        self.templates = templates or {}
         self.clock = clock
+
+    def route_template(self, scope: Scope) -> str:
+        """The matched route's full path template (see service/routes_table.py)."""
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED_ROUTE
+        return self.templates.get(id(route)) or getattr(route, "path", UNMATCHED_ROUTE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,7 +117,7 @@ class RequestContextMiddleware:
             await _error(500, ServiceError.detail)(scope, receive, send_with_id)
         finally:
             seconds = self.clock() - start
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            route = self.route_template(scope)
             access_logger.info(
                 "request",
                 extra={
