@@ -85,7 +85,8 @@ class RequestContextMiddleware:
         route = scope.get("route")
         if route is None:
             return UNMATCHED_ROUTE
-        return self.templates.get(id(route)) or getattr(route, "path", UNMATCHED_ROUTE)
+        path = self.templates.get(id(route)) or getattr(route, "path", None)
+        return path if isinstance(path, str) else UNMATCHED_ROUTE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

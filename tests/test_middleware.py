@@ -126,16 +126,16 @@ async def test_lying_content_length_does_not_get_past_the_limit() -> None:
         await send({"type": "http.response.body", "body": b"ok"})
 
     chunks = [b"x" * 1000] * 3
-    incoming = [
-        {"type": "http.request", "body": chunk, "more_body": i < 2}
+    incoming: list[Message] = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
         for i, chunk in enumerate(chunks)
     ]
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return incoming.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"10")]}
