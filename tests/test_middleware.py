@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from starlette.types import Message
 
 from service.config import Environment, Settings
 from service.db import MongoDatabase
