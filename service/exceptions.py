@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from service import metrics
+from service.logs import request_extra
 from service.schemas import ErrorDetail
 
 logger = logging.getLogger(__name__)
@@ -98,11 +99,11 @@ async def database_error_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PyMongoError)  # noqa: S101 -- registered for PyMongoError only
     if database_unavailable(exc):
         metrics.DB_UNAVAILABLE.inc()
-        logger.warning("database unavailable: %s", type(exc).__name__)
+        logger.warning("database unavailable: %s", type(exc).__name__, extra=request_extra())
         return await service_error_handler(_, ServiceUnavailable())
     # The driver's message may quote data: it goes to the log (with the request id the log
     # formatter adds), never to the client.
-    logger.error("database error", exc_info=exc)
+    logger.error("database error", exc_info=exc, extra=request_extra())
     return await service_error_handler(_, ServiceError())
 
 

@@ -25,6 +25,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # Records may carry request_id themselves (the access log, error logs); others get the
+        # id of the request being handled when they are formatted.
         if (context := current_request()) is not None:
             entry["request_id"] = context.request_id
         for key, value in record.__dict__.items():
@@ -33,6 +35,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def request_extra() -> dict[str, str]:
+    """`extra=` for a log call about the current request: its id, when there is one."""
+    context = current_request()
+    return {"request_id": context.request_id} if context is not None else {}
 
 
 def configure_logging(level: str) -> None:

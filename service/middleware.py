@@ -111,7 +111,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            logger.exception("unhandled error")
+            logger.exception("unhandled error", extra={"request_id": request_id})
             if started:
                 raise  # too late for a 500: the server drops the connection
             status_code = 500
@@ -122,6 +122,7 @@ class RequestContextMiddleware:
             access_logger.info(
                 "request",
                 extra={
+                    "request_id": request_id,
                     "method": scope["method"],
                     "route": route,
                     "status": status_code,
