@@ -2,6 +2,7 @@
 restarted on the same port and data directory while the service keeps running."""
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from pymongo import monitoring
+from pymongo import MongoClient, monitoring
 
 from service.config import Settings
 from service.db import create_client
@@ -186,3 +187,61 @@ async def test_write_concern_is_configurable(settings: Settings, server: Embedde
     assert listener.write_concerns
     for name, concern in listener.write_concerns:
         assert concern == {"w": 1, "j": False}, name
+
+
+@pytest.fixture
+def failpoint_server(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
+    """A SecantusDB that accepts configureFailPoint, to inject driver errors."""
+    with EmbeddedDatabase(
+        tmp_path / "db", sync_on_commit=False, extra_args=["--enable-test-commands"]
+    ) as db:
+        yield db
+
+
+def fail_command(server: EmbeddedDatabase, command: str, mode: Any, **data: Any) -> None:
+    """Make the server fail `command` (mode: {"times": n}, "alwaysOn" or "off")."""
+    with MongoClient(server.url) as admin:
+        admin.admin.command(
+            "configureFailPoint",
+            "failCommand",
+            mode=mode,
+            data={"failCommands": [command], **data},
+        )
+
+
+async def test_other_driver_errors_are_a_generic_500_logged_with_the_request_id(
+    settings: Settings, failpoint_server: EmbeddedDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with app_client(create_app(settings_for(settings, failpoint_server))) as client:
+        user = await create_account(client)
+        fail_command(
+            failpoint_server, "find", {"times": 1}, errorCode=2, errmsg="driver secret text"
+        )
+        with caplog.at_level(logging.ERROR):
+            response = await client.get(
+                "/api/me", headers={**user.headers, "X-Request-ID": "trace-500"}
+            )
+        assert response.status_code == 500
+        assert response.json() == {"detail": "Internal server error"}
+        assert "driver secret text" not in response.text
+        (record,) = [r for r in caplog.records if r.message == "database error"]
+        assert record.request_id == "trace-500"  # type: ignore[attr-defined]  # via extra=
+        assert record.exc_info is not None
+        # The next request is fine: nothing was left broken.
+        assert (await client.get("/api/me", headers=user.headers)).status_code == 200
+
+
+async def test_connections_dropped_until_the_budget_is_spent_are_a_503(
+    settings: Settings, failpoint_server: EmbeddedDatabase
+) -> None:
+    async with app_client(create_app(settings_for(settings, failpoint_server))) as client:
+        user = await create_account(client)
+        # Every time: within a pymongo.timeout() the driver retries reads until the deadline,
+        # so a connection dropped once or twice is absorbed without the client noticing.
+        fail_command(failpoint_server, "find", "alwaysOn", closeConnection=True)
+        status, seconds, response = await timed_get(client, "/api/me", headers=user.headers)
+        assert status == 503
+        assert response.json() == {"detail": "Database unavailable"}
+        assert seconds < ANSWER_WITHIN_SECONDS
+        fail_command(failpoint_server, "find", "off")
+        assert (await client.get("/api/me", headers=user.headers)).status_code == 200

@@ -58,7 +58,7 @@ async def test_unmatched_and_anonymous_requests_are_logged(
 async def test_secrets_never_reach_the_logs(
     client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    password = "s3cret-Pa55word-that-must-not-leak"  # noqa: S105 -- the secret under test
+    password = "s3cret-Pa55word-that-must-not-leak"
     with caplog.at_level(logging.DEBUG):
         user = await sign_up(client, password=password)
         token = await log_in(client, user["email"], password)
