@@ -200,7 +200,8 @@ def failpoint_server(tmp_path: Path) -> Iterator[EmbeddedDatabase]:
 
 def fail_command(server: EmbeddedDatabase, command: str, mode: Any, **data: Any) -> None:
     """Make the server fail `command` (mode: {"times": n}, "alwaysOn" or "off")."""
-    with MongoClient(server.url) as admin:
+    admin: MongoClient[dict[str, Any]] = MongoClient(server.url)
+    with admin:
         admin.admin.command(
             "configureFailPoint",
             "failCommand",
