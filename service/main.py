@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any, TypedDict
 
 import pymongo
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from service.api.router import api_router
@@ -21,7 +22,7 @@ from service.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from service.routes_table import route_templates
+from service.routes_table import allowed_methods, route_templates
 from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
 
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
     app.include_router(api_router, prefix="/api")
     _document_operational_errors(app)
     if settings.metrics_on:
@@ -112,6 +114,16 @@ def create_app(settings: Settings, *, database: MongoDatabase | None = None) -> 
     app.add_middleware(RequestContextMiddleware, templates=route_templates(app))
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+    """405 whose Allow header lists every method of the path, not just the first route's."""
+    methods = allowed_methods(request.app, request.url.path)
+    return JSONResponse(
+        {"detail": "Method Not Allowed"},
+        status.HTTP_405_METHOD_NOT_ALLOWED,
+        headers={"Allow": ", ".join(sorted(methods))},
+    )
 
 
 def _document_operational_errors(app: FastAPI) -> None:
@@ -134,6 +146,11 @@ def _document_operational_errors(app: FastAPI) -> None:
                     responses.setdefault(
                         str(PayloadTooLarge.status_code),
                         {"description": PayloadTooLarge.detail, **error},
+                    )
+                    # FastAPI's own answer to a body it can't decode at all (not UTF-8, say).
+                    responses.setdefault(
+                        str(status.HTTP_400_BAD_REQUEST),
+                        {"description": "The body could not be parsed", **error},
                     )
                 if path not in DATABASE_FREE_PATHS:
                     responses.setdefault(

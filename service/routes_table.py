@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import fastapi.routing
 from fastapi import FastAPI
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, compile_path
 
 
 def iter_routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str]]:
@@ -24,6 +24,16 @@ def iter_routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str]]:
     for context in iter_contexts(app.routes):
         if path := context.path_format:
             yield context.original_route, path
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method some route serves at `path` (for a 405's Allow header)."""
+    methods: set[str] = set()
+    for route, template in iter_routes(app):
+        regex, _, _ = compile_path(template)
+        if regex.match(path):
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 def route_templates(app: FastAPI) -> dict[int, str]:

@@ -33,7 +33,7 @@ async def list_todos(
 ) -> TodoPage:
     """Your todos, newest first. Todos added while you page don't shift later pages."""
     try:
-        before = decode_cursor(cursor) if cursor else None
+        before = decode_cursor(cursor) if cursor is not None else None
     except InvalidCursorError as exc:
         raise BadRequest("Invalid cursor") from exc
     # One extra item tells whether there is a next page without a count query.
