@@ -9,7 +9,6 @@ here is endpoint-specific, so routes added later are fuzzed too.
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from service.config import Settings
 from service.embedded import free_port
 from service.main import create_app
 from tests.conftest import TEST_SECRET_KEY
+from tests.utils import wait_until_serving
 
 # Examples per operation and generation mode: enough to find what's wrong, small enough for CI.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
@@ -56,15 +56,7 @@ def live_server(wire_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         cwd=data_dir,
     ) as process:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, "the server exited"
-                try:
-                    if httpx.get(f"{base_url}/api/health", timeout=1).is_success:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.1)
+            wait_until_serving(base_url, process)
             yield base_url
         finally:
             process.terminate()

@@ -10,22 +10,9 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
-
 from service.embedded import free_port
 from tests.conftest import TEST_SECRET_KEY
-
-
-def wait_until_serving(base_url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited early"
-        try:
-            if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not start")
+from tests.utils import wait_until_serving
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(
