@@ -228,3 +228,23 @@ async def test_unknown_path_is_a_json_404(client: AsyncClient) -> None:
     response = await client.get("/api/nowhere")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+async def test_unexpected_error_is_a_json_500_with_request_id(
+    settings: Settings, database: MongoDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings, database=database)
+
+    async def broken() -> None:
+        raise RuntimeError("internal detail")
+
+    app.add_api_route("/api/broken", broken)
+    async with app_client(app) as client:
+        response = await client.get("/api/broken", headers={"X-Request-ID": "oops-1"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "internal detail" not in response.text
+    assert response.headers["X-Request-ID"] == "oops-1"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    (record,) = [r for r in caplog.records if r.message == "unhandled error"]
+    assert record.request_id == "oops-1"  # type: ignore[attr-defined]  # via extra=
