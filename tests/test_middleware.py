@@ -248,3 +248,18 @@ async def test_unexpected_error_is_a_json_500_with_request_id(
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     (record,) = [r for r in caplog.records if r.message == "unhandled error"]
     assert record.request_id == "oops-1"  # type: ignore[attr-defined]  # via extra=
+
+
+async def test_openapi_declares_413_and_503_where_they_can_happen(
+    settings: Settings, database: MongoDatabase
+) -> None:
+    changed = with_settings(settings, docs_enabled=True)
+    async with app_client(create_app(changed, database=database)) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    create = paths["/api/todos"]["post"]["responses"]
+    assert {"400", "413", "503"} <= set(create)
+    assert "Retry-After" in create["503"]["headers"]
+    assert "413" not in paths["/api/todos"]["get"]["responses"]
+    assert "503" in paths["/api/me"]["get"]["responses"]
+    assert "503" not in paths["/api/health"]["get"]["responses"]
+    assert paths["/api/ready"]["get"]["responses"]["503"]["content"]
