@@ -81,7 +81,7 @@ async def test_database_outage_gets_503_quickly_and_the_service_recovers(
         assert seconds < ANSWER_WITHIN_SECONDS
         status, seconds, _ = await timed_get(client, "/api/health")
         assert status == 200
-        assert seconds < 0.5
+        assert seconds < 1.0  # no database involved: far below the 503s above
 
         again = restart(server)
         try:
