@@ -1,10 +1,14 @@
 """Command line: `python -m service serve [--host H] [--port P] [--workers N]`."""
 
 import argparse
+import asyncio
+import atexit
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 import uvicorn
@@ -12,7 +16,9 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from service.config import Settings, get_settings
+from service.db import DatabaseUnreachableError, create_client, wait_for_database
 from service.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from service.logs import configure_logging
 
 logger = logging.getLogger("service")
 
@@ -29,7 +35,10 @@ def app_factory() -> FastAPI:
     """The app as uvicorn's workers build it: settings from the environment."""
     from service.main import create_app
 
-    return create_app(get_settings())
+    settings = get_settings()
+    # Workers are fresh processes: each sets up its own JSON logging.
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -40,6 +49,16 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=settings.port, help=f"default {settings.port}")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     return parser
+
+
+async def _wait_for_database(settings: Settings) -> None:
+    client = create_client(settings)
+    try:
+        await wait_for_database(
+            client[settings.mongodb_db], give_up_after=settings.mongodb_startup_timeout
+        )
+    finally:
+        await client.close()
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -54,6 +73,11 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             os.environ["MONGODB_URL"] = embedded.url
             get_settings.cache_clear()
             logger.info("embedded database ready at %s", embedded.url)
+        # Checked here, before any worker starts, so that an unreachable database ends in one
+        # clear log line and a non-zero exit instead of a traceback per worker.
+        asyncio.run(_wait_for_database(get_settings()))
+        if workers > 1 and get_settings().metrics_on:
+            _use_multiprocess_metrics()
         uvicorn.run(
             "service.__main__:app_factory",
             factory=True,
@@ -61,6 +85,14 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             port=port,
             workers=workers,
             log_level=settings.log_level.lower(),
+            # Logging is set up by configure_logging (JSON); the request middleware logs
+            # each request, so uvicorn's access log would be a second, plainer copy.
+            log_config=None,
+            access_log=False,
+            # On SIGTERM: stop accepting, let in-flight requests finish, then cancel what is
+            # still running (long-lived streams) after this grace period, then the lifespan
+            # closes the database client.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
             # The service decides client addresses itself; uvicorn would otherwise trust
             # X-Forwarded-For from 127.0.0.1.
             proxy_headers=False,
@@ -69,6 +101,15 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _use_multiprocess_metrics() -> None:
+    """Point prometheus-client's multiprocess mode at a fresh directory the workers share."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = tempfile.mkdtemp(prefix="todo-service-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         sys.exit(f"todo-service: invalid configuration: {messages}")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     args = _parser(settings).parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         serve(settings, args.host, args.port, args.workers)
     except EmbeddedDatabaseError as exc:
         sys.exit(f"todo-service: {exc}")
+    except DatabaseUnreachableError as exc:
+        logger.critical("%s", exc)  # one clear line, no traceback
+        return 1
     except (KeyboardInterrupt, _Terminated):
         pass
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.client_ip import IPNetwork, parse_networks
 
@@ -67,6 +67,24 @@ class Settings(BaseSettings):
     # A client further behind than this many changes can't resume the feed (410): it uses
     # delta sync instead of making the server replay an unbounded backlog.
     feed_catch_up_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    # Resilience: no request waits on a dead database for more than about 3 s in all.
+    mongodb_connect_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 2000
+    mongodb_socket_timeout_ms: Annotated[int, Field(ge=100, le=300_000)] = 10_000
+    # One budget for all the database calls of a request. Server selection wakes in 0.5 s
+    # steps, so a budget above 2 s can overshoot the 3 s promised to clients.
+    request_db_budget_ms: Annotated[int, Field(ge=100, le=60_000)] = 2000
+    ready_timeout_ms: Annotated[int, Field(ge=100, le=10_000)] = 1000
+    mongodb_startup_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    mongodb_write_concern: Annotated[str, Field(pattern=r"^(majority|[0-9]{1,2})$")] = "majority"
+    mongodb_journal: bool = True
+    # Limits (OWASP API4).
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_todos_per_user: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    # HTTP hygiene and observability.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs_enabled: bool | None = None
+    metrics_enabled: bool | None = None
+    shutdown_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
 
     @property
     def is_development(self) -> bool:
@@ -81,6 +99,30 @@ class Settings(BaseSettings):
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         """TRUSTED_PROXIES as networks (a single IP is a /32 or /128)."""
         return parse_networks(self.trusted_proxies)
+
+    @property
+    def docs_on(self) -> bool:
+        """/docs, /redoc and /openapi.json: on in development unless DOCS_ENABLED says."""
+        return self.is_development if self.docs_enabled is None else self.docs_enabled
+
+    @property
+    def metrics_on(self) -> bool:
+        """/metrics: on in development unless METRICS_ENABLED says."""
+        return self.is_development if self.metrics_enabled is None else self.metrics_enabled
+
+    @property
+    def write_concern(self) -> str | int:
+        """MONGODB_WRITE_CONCERN as pymongo's `w`: "majority" or a number of nodes."""
+        w = self.mongodb_write_concern
+        return w if w == "majority" else int(w)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # A comma-separated list in the environment: CORS_ORIGINS=https://a.example,https://b.example
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check_secret_key(self) -> Self:

@@ -1,10 +1,17 @@
 """The MongoDB client, Beanie's initialisation and the list of document models."""
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pymongo
 from beanie import Document, init_beanie
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+from pymongo.monitoring import CommandListener
 
 from service.config import Settings
 from service.models import EventTicket, IdempotencyKey, Session, ThrottleCounter, Todo, User
@@ -20,9 +27,25 @@ DOCUMENT_MODELS: list[type[Document]] = [
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]
 
+logger = logging.getLogger(__name__)
 
-def create_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
-    """A client for settings.mongodb_url; it connects lazily, on first use."""
+# Startup retries wait 0.25 s, 0.5 s, 1 s, ... up to this long between two pings.
+MAX_STARTUP_BACKOFF_SECONDS = 5.0
+STARTUP_PING_SECONDS = 1.0
+
+
+class DatabaseUnreachableError(RuntimeError):
+    """The database did not answer within MONGODB_STARTUP_TIMEOUT."""
+
+
+def create_client(
+    settings: Settings, *, event_listeners: list[CommandListener] | None = None
+) -> AsyncMongoClient[dict[str, Any]]:
+    """A client for settings.mongodb_url; it connects lazily, on first use.
+
+    Requests run inside `pymongo.timeout()` (service/budget.py), which replaces the server
+    selection and socket timeouts for them; these still bound everything else.
+    """
     if settings.mongodb_url is None:
         raise RuntimeError("MONGODB_URL is not set")
     return AsyncMongoClient(
@@ -30,6 +53,13 @@ def create_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
         tz_aware=True,
         appname="todo-service",
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+        connectTimeoutMS=settings.mongodb_connect_timeout_ms,
+        socketTimeoutMS=settings.mongodb_socket_timeout_ms,
+        # Acknowledged means on a majority of nodes and in their journals: a crash right
+        # after a 201 loses nothing.
+        w=settings.write_concern,
+        journal=settings.mongodb_journal,
+        event_listeners=event_listeners or [],
     )
 
 
@@ -46,3 +76,34 @@ async def supports_transactions(database: MongoDatabase) -> bool:
         # mongomock (the tests' in-process tier) has neither `hello` nor transactions.
         return False
     return "setName" in hello or hello.get("msg") == "isdbgrid"
+
+
+async def wait_for_database(
+    database: MongoDatabase,
+    *,
+    give_up_after: float,
+    ping_timeout: float = STARTUP_PING_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Ping until the database answers, backing off; DatabaseUnreachableError after that long."""
+    deadline = clock() + give_up_after
+    delay = 0.25
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with pymongo.timeout(ping_timeout):
+                await database.command("ping")
+        except PyMongoError as exc:
+            left = deadline - clock()
+            if left <= 0:
+                raise DatabaseUnreachableError(
+                    f"MongoDB did not answer within MONGODB_STARTUP_TIMEOUT={give_up_after:g} s "
+                    f"({attempts} attempts, last error: {type(exc).__name__}); giving up"
+                ) from exc
+            logger.info("MongoDB not reachable yet (%s); retrying", type(exc).__name__)
+            await sleep(min(delay, left))
+            delay = min(delay * 2, MAX_STARTUP_BACKOFF_SECONDS)
+        else:
+            return

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -56,12 +57,14 @@ class EmbeddedDatabase:
         port: int | None = None,
         sync_on_commit: bool = True,
         startup_timeout: float = 60.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.storage_path = storage_path
         self.host = host
         self.port = port or free_port(host)
         self.sync_on_commit = sync_on_commit
         self.startup_timeout = startup_timeout
+        self.extra_args = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,6 +95,7 @@ class EmbeddedDatabase:
         ]
         if self.sync_on_commit:
             command.append("--sync-on-commit")
+        command.extend(self.extra_args)
         logger.info(
             "starting embedded SecantusDB on %s:%d (%s)", self.host, self.port, self.storage_path
         )
@@ -123,6 +127,13 @@ class EmbeddedDatabase:
                     time.sleep(0.1)
                 else:
                     return
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL: no chance to flush anything (for durability tests)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the server to stop (SIGTERM), and kill it if it won't."""

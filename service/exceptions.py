@@ -1,13 +1,22 @@
 """Service errors and the handlers that turn them (and validation errors) into JSON."""
 
+import logging
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure, PyMongoError
 
+from service import metrics
+from service.logs import request_extra
 from service.schemas import ErrorDetail
+
+logger = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying when the database is unavailable.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ServiceError(Exception):
@@ -70,9 +79,21 @@ class Gone(ServiceError):
     detail = "Gone"
 
 
+class PayloadTooLarge(ServiceError):
+    status_code = status.HTTP_413_CONTENT_TOO_LARGE
+    detail = "Request body too large"
+
+
 class ServiceUnavailable(ServiceError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     detail = "Service unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """503 while the database can't be reached in time; clients retry after a while."""
+
+    detail = "Database unavailable"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
 
 
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
@@ -99,7 +120,28 @@ async def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+def database_unavailable(exc: PyMongoError) -> bool:
+    """Whether a driver error means "can't reach the database in time", not a bug."""
+    # ConnectionFailure covers server selection timeouts, network errors and a primary that
+    # stepped down; `timeout` covers pymongo.timeout() deadlines and maxTimeMS expiry.
+    return isinstance(exc, ConnectionFailure) or exc.timeout
+
+
+async def database_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    """503 (with Retry-After) while the database is unreachable; a generic 500 otherwise."""
+    assert isinstance(exc, PyMongoError)  # noqa: S101 -- registered for PyMongoError only
+    if database_unavailable(exc):
+        metrics.DB_UNAVAILABLE.inc()
+        logger.warning("database unavailable: %s", type(exc).__name__, extra=request_extra())
+        return await service_error_handler(_, DatabaseUnavailable())
+    # The driver's message may quote data: it goes to the log (with the request id the log
+    # formatter adds), never to the client.
+    logger.error("database error", exc_info=exc, extra=request_extra())
+    return await service_error_handler(_, ServiceError())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on the app."""
     app.add_exception_handler(ServiceError, service_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(PyMongoError, database_error_handler)

@@ -4,21 +4,45 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
-from fastapi import FastAPI
+import pymongo
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 
 from service import crud
 from service.api.router import api_router
 from service.client_ip import IPNetwork
 from service.config import Settings
-from service.db import MongoDatabase, create_client, init_db
-from service.exceptions import install_error_handlers
+from service.db import MongoDatabase, create_client, init_db, wait_for_database
+from service.exceptions import DatabaseUnavailable, PayloadTooLarge, install_error_handlers
 from service.feed import ChangeFeed, redact_tickets_in_access_log
+from service.metrics import metrics_endpoint
+from service.middleware import (
+    BodyLimitMiddleware,
+    DatabaseBudgetMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from service.models import Clock, Todo, utc_now
+from service.routes_table import allowed_methods, route_templates
+from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
 
 logger = logging.getLogger(__name__)
+
+# Routes that never touch the database, so never answer 503.
+DATABASE_FREE_PATHS = frozenset({"/api/health"})
+CLOSE_TIMEOUT_SECONDS = 1.0
+REF_TEMPLATE = "#/components/schemas/{model}"
+ERROR_DETAIL_REF = REF_TEMPLATE.format(model="ErrorDetail")
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
 
 
 class AppState(TypedDict):
@@ -84,19 +108,101 @@ def create_app(
             return
         client = create_client(settings)
         try:
-            await init_db(client[settings.mongodb_db])
+            db = client[settings.mongodb_db]
+            await wait_for_database(db, give_up_after=settings.mongodb_startup_timeout)
+            await init_db(db)
             logger.info("connected to MongoDB, database %r", settings.mongodb_db)
             async with _started(state):
                 yield state
         finally:
-            await client.close()
+            # close() ends the server sessions first: with the database down, that would
+            # wait a whole server selection timeout.
+            with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                await client.close()
+            logger.info("MongoDB client closed")
 
+    docs = settings.docs_on
     app = FastAPI(
         title="todo-service",
         summary="Sign up, log in with a JWT, and keep your to-do lists.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
     app.include_router(api_router, prefix="/api")
+    _document_operational_errors(app)
+    if settings.metrics_on:
+        app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    # add_middleware wraps the app built so far: the last added runs first.
+    budget_seconds = settings.request_db_budget_ms / 1000
+    app.add_middleware(DatabaseBudgetMiddleware, budget_seconds=budget_seconds)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Location", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, templates=route_templates(app))
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+    """405 whose Allow header lists every method of the path, not just the first route's."""
+    methods = allowed_methods(request.app, request.url.path)
+    return JSONResponse(
+        {"detail": "Method Not Allowed"},
+        status.HTTP_405_METHOD_NOT_ALLOWED,
+        headers={"Allow": ", ".join(sorted(methods))},
+    )
+
+
+def _document_operational_errors(app: FastAPI) -> None:
+    """List the answers any route can give in OpenAPI: 413 where it takes a body, 503 where
+    it needs the database. Done on the generated schema, in one place, so that routes added
+    later are covered too."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error = {
+            "content": {"application/json": {"schema": {"$ref": ERROR_DETAIL_REF}}},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault(
+                        str(PayloadTooLarge.status_code),
+                        {"description": PayloadTooLarge.detail, **error},
+                    )
+                    # FastAPI's own answer to a body it can't decode at all (not UTF-8, say).
+                    responses.setdefault(
+                        str(status.HTTP_400_BAD_REQUEST),
+                        {"description": "The body could not be parsed", **error},
+                    )
+                if path not in DATABASE_FREE_PATHS:
+                    responses.setdefault(
+                        str(DatabaseUnavailable.status_code),
+                        {
+                            "description": DatabaseUnavailable.detail,
+                            **error,
+                            "headers": RETRY_AFTER,
+                        },
+                    )
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+            "ErrorDetail", ErrorDetail.model_json_schema(ref_template=REF_TEMPLATE)
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

@@ -45,9 +45,42 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(lambda v: v.lower())]
+Email = Annotated[
+    EmailStr,
+    Field(
+        max_length=EMAIL_MAX_LENGTH,
+        # email-validator's rules go beyond JSON Schema's "format: email"; say so.
+        description="An address that could receive mail: special-use and reserved domains "
+        "(such as .test, .local, .invalid) and other undeliverable forms are refused with 422.",
+    ),
+    AfterValidator(lambda v: v.lower()),
+]
+# Text fields are trimmed after validation. The limits apply to the text as sent (so the
+# schema states them exactly), and it must hold something besides white space. White space is
+# spelt out (what Python's str.strip removes), because regex engines disagree on `\s`:
+# ECMA-262 (JSON Schema's) doesn't count \x1c-\x1f, Python does.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def _trim(value: str) -> str:
+    return value.strip(WHITESPACE)
+
+
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
+    str,
+    Field(
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=NOT_BLANK,
+        description=f"1 to {NAME_MAX_LENGTH} characters, not all white space; "
+        "leading and trailing white space is removed.",
+    ),
+    AfterValidator(_trim),
 ]
 # Passwords are taken exactly as sent (no stripping): spaces may be part of them.
 Password = Annotated[
@@ -60,8 +93,14 @@ Password = Annotated[
 ]
 TodoText = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=TODO_TEXT_MAX_LENGTH),
-    Field(description="Leading and trailing white space is removed; 1 to 1000 characters."),
+    Field(
+        min_length=1,
+        max_length=TODO_TEXT_MAX_LENGTH,
+        pattern=NOT_BLANK,
+        description=f"1 to {TODO_TEXT_MAX_LENGTH} characters, not all white space; "
+        "leading and trailing white space is removed.",
+    ),
+    AfterValidator(_trim),
 ]
 
 
@@ -113,9 +152,14 @@ Due = Annotated[
 
 
 class InputModel(BaseModel):
-    """Base of request bodies: unknown fields are an error, not silently dropped."""
+    """Base of request bodies: unknown fields are an error, not silently dropped.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: a body says `true`, not `1` or `"yes"` (lax coercion would accept input the
+    OpenAPI schema calls invalid).
+    """
+
+    # python-re: patterns mean what Python's `re` (and so str.strip) means by white space.
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
 
 
 class UserCreate(InputModel):
@@ -327,3 +371,12 @@ class SessionPublic(BaseModel):
             ip=session.ip,
             current=current,
         )
+
+
+class ReadyStatus(BaseModel):
+    status: Literal["ready"] = "ready"
+
+
+class NotReadyStatus(BaseModel):
+    status: Literal["unavailable"] = "unavailable"
+    detail: str = Field(description="Why the service is not ready.")

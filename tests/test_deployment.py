@@ -150,3 +150,20 @@ def test_env_example_lists_every_setting() -> None:
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
     listed = set(re.findall(r"^#?[ \t]*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
     assert SETTING_NAMES - listed == set()
+
+
+def test_compose_api_healthcheck_probes_readiness() -> None:
+    test = _service("api")["healthcheck"]["test"]
+    text = test if isinstance(test, str) else " ".join(str(part) for part in test)
+    assert "/api/ready" in text
+
+
+def test_compose_stop_grace_outlasts_the_shutdown_grace() -> None:
+    grace = _service("api")["stop_grace_period"]
+    match = re.fullmatch(r"(\d+)s", str(grace))
+    assert match, grace
+    configured = _api_environment().get("SHUTDOWN_GRACE_SECONDS")
+    shutdown_grace = (
+        int(configured) if configured else Settings.model_fields["shutdown_grace_seconds"].default
+    )
+    assert int(match.group(1)) > shutdown_grace

@@ -1,11 +1,18 @@
 """Helpers that create users, log in and build auth headers."""
 
 import itertools
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from starlette.types import ASGIApp
 
@@ -129,3 +136,26 @@ async def log_in_session(
 async def refresh(client: AsyncClient, refresh_token: str) -> Any:
     """POST /api/token/refresh; the response."""
     return await client.post("/api/token/refresh", json={"refresh_token": refresh_token})
+
+
+@asynccontextmanager
+async def app_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An in-process HTTP client for `app`, with its lifespan running."""
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(manager.app), base_url="http://test") as client,
+    ):
+        yield client
+
+
+def wait_until_serving(base_url: str, process: subprocess.Popen[Any]) -> None:
+    """Block until the server process answers /api/health (or fail if it exits or stalls)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited early"
+        try:
+            if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not start")

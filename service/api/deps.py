@@ -17,6 +17,7 @@ from service.etags import if_match_versions
 from service.exceptions import NotFound, Unauthorized
 from service.feed import ChangeFeed
 from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
+from service.request_context import bind_user
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
 
 # auto_error=False: a missing token goes through Unauthorized, like every other 401.
@@ -89,6 +90,7 @@ async def get_authenticated(
     found = await crud.sessions.authenticate(session_id=session_id, user_id=user_id, now=clock())
     if found is None:
         raise Unauthorized
+    bind_user(str(user_id))
     return found
 
 

@@ -3,6 +3,14 @@
 Routes call `crud.<resource>.<function>(...)` with keyword arguments; nothing else builds queries.
 """
 
-from service.crud import idempotency, sessions, throttle, tickets, todos, users
+from service.crud import database, idempotency, sessions, throttle, tickets, todos, users
 
-__all__ = ["idempotency", "sessions", "throttle", "tickets", "todos", "users"]
+__all__ = [
+    "database",
+    "idempotency",
+    "sessions",
+    "throttle",
+    "tickets",
+    "todos",
+    "users",
+]

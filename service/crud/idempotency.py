@@ -17,6 +17,7 @@ from typing import Any
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
+from service.budget import budgeted, unbudgeted
 from service.crud import todos
 from service.exceptions import Conflict, UnprocessableContent
 from service.models import IDEMPOTENCY_KEY_TTL_SECONDS, IdempotencyKey, Todo, id_of, utc_now
@@ -43,6 +44,7 @@ def request_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@budgeted
 async def _claim(
     owner_id: PydanticObjectId, key: str, digest: str, now: datetime
 ) -> tuple[IdempotencyKey, bool]:
@@ -76,19 +78,26 @@ async def _await_answer(record: IdempotencyKey) -> IdempotencyKey | None:
     current: IdempotencyKey | None = record
     while current is not None and current.response_body is None and loop.time() < deadline:
         await asyncio.sleep(POLL_INTERVAL)
-        current = await IdempotencyKey.get(id_of(record))
+        current = await _read_record(id_of(record))
     return current
 
 
+@budgeted
+async def _read_record(record_id: PydanticObjectId) -> IdempotencyKey | None:
+    return await IdempotencyKey.get(record_id)
+
+
+@budgeted
 async def _create(
     record: IdempotencyKey,
     fields: dict[str, Any],
     render: Callable[[Todo], dict[str, Any]],
     location: str,
+    max_todos: int,
 ) -> CreateAnswer:
     try:
         todo = await todos.create_todo(
-            owner_id=record.owner_id, fields=fields, todo_id=record.todo_id
+            owner_id=record.owner_id, fields=fields, max_todos=max_todos, todo_id=record.todo_id
         )
     except DuplicateKeyError:
         # A taken-over claim whose first request did insert the todo before dying.
@@ -108,11 +117,15 @@ async def _create(
     return CreateAnswer(status_code=201, body=body, location=location, replayed=False)
 
 
+# Unbudgeted as a whole: each database call in it is budgeted, but waiting for a concurrent
+# first request is not database time.
+@unbudgeted
 async def create_todo_once(
     *,
     owner_id: PydanticObjectId,
     key: str,
     fields: dict[str, Any],
+    max_todos: int,
     render: Callable[[Todo], dict[str, Any]],
     location_of: Callable[[PydanticObjectId], str],
     now: datetime | None = None,
@@ -128,10 +141,10 @@ async def create_todo_once(
     if record.request_hash != digest:
         raise UnprocessableContent("This Idempotency-Key was used with a different request body")
     if claimed:
-        return await _create(record, fields, render, location_of(record.todo_id))
+        return await _create(record, fields, render, location_of(record.todo_id), max_todos)
     abandoned = record.created_at.replace(tzinfo=now.tzinfo) + ABANDONED_AFTER <= now
     if record.response_body is None and abandoned:
-        return await _create(record, fields, render, location_of(record.todo_id))
+        return await _create(record, fields, render, location_of(record.todo_id), max_todos)
     answered = await _await_answer(record)
     if answered is None:
         raise Conflict("The first request with this Idempotency-Key failed; retry")

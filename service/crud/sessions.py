@@ -12,6 +12,7 @@ from typing import Any
 from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
 
+from service.budget import budgeted
 from service.models import IP_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Session, User, as_utc, id_of
 
 
@@ -23,6 +24,7 @@ def _revoke(now: datetime) -> dict[str, Any]:
     return {"$set": {"revoked": True, "revoked_at": now}}
 
 
+@budgeted
 async def create_session(
     *,
     session_id: PydanticObjectId,
@@ -48,6 +50,7 @@ async def create_session(
     return session
 
 
+@budgeted
 async def revoke_oldest_sessions(*, user_id: PydanticObjectId, keep: int, now: datetime) -> None:
     """Revoke the user's active sessions beyond the newest `keep`."""
     beyond = (
@@ -72,6 +75,7 @@ class Authenticated:
     session_id: PydanticObjectId
 
 
+@budgeted
 async def authenticate(
     *, session_id: PydanticObjectId, user_id: PydanticObjectId, now: datetime
 ) -> Authenticated | None:
@@ -100,6 +104,7 @@ class RefreshResult:
     session: Session | None = None
 
 
+@budgeted
 async def rotate_refresh_token(
     *,
     session_id: PydanticObjectId,
@@ -144,6 +149,7 @@ async def rotate_refresh_token(
     return RefreshResult(RefreshOutcome.REUSED)
 
 
+@budgeted
 async def list_active_sessions(
     *, user_id: PydanticObjectId, now: datetime, limit: int
 ) -> list[Session]:
@@ -156,6 +162,7 @@ async def list_active_sessions(
     )
 
 
+@budgeted
 async def revoke_session(
     *, user_id: PydanticObjectId, session_id: PydanticObjectId, now: datetime
 ) -> bool:
@@ -166,6 +173,7 @@ async def revoke_session(
     return result.matched_count == 1
 
 
+@budgeted
 async def revoke_all_sessions(*, user_id: PydanticObjectId, now: datetime) -> int:
     """Revoke every active session of the user; how many there were."""
     result = await Session.get_pymongo_collection().update_many(

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
+from service.budget import budgeted
 from service.models import ThrottleCounter, as_utc
 
 # Each round either finds a live window or opens one; losing the race to open it twice in a
@@ -33,6 +34,7 @@ class Count:
         return max(1, math.ceil((as_utc(self.expires_at) - now).total_seconds()))
 
 
+@budgeted
 async def hit(*, kind: str, subject: str, now: datetime, window: timedelta) -> Count:
     """Count one attempt, opening a new window if none is running; the count after it."""
     collection = ThrottleCounter.get_pymongo_collection()
@@ -69,6 +71,7 @@ async def hit(*, kind: str, subject: str, now: datetime, window: timedelta) -> C
     raise RuntimeError(f"could not count a {kind} attempt")  # pragma: no cover
 
 
+@budgeted
 async def current(
     *, subjects: list[tuple[str, str]], now: datetime
 ) -> dict[tuple[str, str], Count]:
@@ -82,6 +85,7 @@ async def current(
     return {keys[doc["_id"]]: Count(doc["hits"], doc["expires_at"]) for doc in found}
 
 
+@budgeted
 async def clear(*, kind: str, subject: str) -> None:
     """Forget the subject's count (after a successful login, say)."""
     await ThrottleCounter.get_pymongo_collection().delete_one({"_id": counter_key(kind, subject)})

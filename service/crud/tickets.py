@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
 
+from service.budget import budgeted
 from service.models import EventTicket, utc_now
 
 TICKET_LIFETIME = timedelta(seconds=60)
@@ -15,6 +16,7 @@ def _hash(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
 
+@budgeted
 async def create_ticket(*, owner_id: PydanticObjectId, stream_until: datetime) -> str:
     """A new ticket for the owner, valid once within TICKET_LIFETIME."""
     ticket = secrets.token_urlsafe(32)
@@ -27,6 +29,7 @@ async def create_ticket(*, owner_id: PydanticObjectId, stream_until: datetime) -
     return ticket
 
 
+@budgeted
 async def redeem_ticket(*, ticket: str) -> EventTicket | None:
     """The ticket's record, deleted in the same operation so it works once; None if unusable."""
     raw = await EventTicket.get_pymongo_collection().find_one_and_delete(

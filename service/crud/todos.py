@@ -1,5 +1,6 @@
 """Queries on todos. Every one filters on owner_id: nobody reaches another user's todos."""
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,11 @@ from beanie.odm.enums import SortDirection
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ReturnDocument
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
-from service.models import Todo, due_instant, utc_now
+from service.budget import budgeted
+from service.exceptions import Conflict
+from service.models import Todo, User, due_instant, utc_now
 from service.pagination import InvalidCursorError
 
 # Normal reads never see tombstones (deleted todos kept for delta sync).
@@ -156,6 +159,7 @@ def list_query(
     return {"$and": clauses} if len(clauses) > 1 else query
 
 
+@budgeted
 async def find_todos(
     *,
     owner_id: PydanticObjectId,
@@ -179,10 +183,25 @@ def _derived_due(due: str | None) -> dict[str, Any]:
     return {"due": due, "due_at": due_instant(due), "due_rank": 0}
 
 
+@budgeted
 async def create_todo(
-    *, owner_id: PydanticObjectId, fields: dict[str, Any], todo_id: PydanticObjectId | None = None
+    *,
+    owner_id: PydanticObjectId,
+    fields: dict[str, Any],
+    max_todos: int,
+    todo_id: PydanticObjectId | None = None,
 ) -> Todo:
-    """Insert a todo owned by owner_id with the writable `fields` (a validated TodoCreate)."""
+    """Insert a todo owned by owner_id with the writable `fields` (a validated TodoCreate);
+    Conflict if the owner already has `max_todos` live todos."""
+    # The owner's todo_count is the limit's source of truth: a conditional $inc reserves a
+    # slot atomically (count-then-insert would let parallel creates all pass the check).
+    # `$not: {$gte}` also matches users stored before todo_count existed.
+    reserved = await User.get_pymongo_collection().update_one(
+        {"_id": owner_id, "todo_count": {"$not": {"$gte": max_todos}}},
+        {"$inc": {"todo_count": 1}},
+    )
+    if reserved.modified_count != 1:
+        raise Conflict(f"Todo limit reached: at most {max_todos} todos; delete some first.")
     now = utc_now()
     values = {**fields, **_derived_due(fields.get("due"))}
     todo = Todo(
@@ -193,10 +212,25 @@ async def create_todo(
         updated_at=now,
         **values,
     )
-    await todo.insert()
+    try:
+        await todo.insert()
+    except Exception:
+        # Best effort: if the database is gone this fails too, and the count stays one high
+        # (the limit gets stricter by one, never looser).
+        with contextlib.suppress(PyMongoError):
+            await _release_slots(owner_id, 1)
+        raise
     return todo
 
 
+async def _release_slots(owner_id: PydanticObjectId, count: int) -> None:
+    """Give back `count` of the owner's todo slots (after deletes, or a failed insert)."""
+    await User.get_pymongo_collection().update_one(
+        {"_id": owner_id, "todo_count": {"$gte": count}}, {"$inc": {"todo_count": -count}}
+    )
+
+
+@budgeted
 async def list_todos(
     *, owner_id: PydanticObjectId, limit: int, before: PydanticObjectId | None = None
 ) -> list[Todo]:
@@ -212,6 +246,7 @@ async def list_todos(
     )
 
 
+@budgeted
 async def get_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> Todo | None:
     """The owner's live todo with this id; None for anyone else's (or a tombstone)."""
     return await Todo.find_one({"_id": todo_id, "owner_id": owner_id, **LIVE})
@@ -248,6 +283,7 @@ def _update_pipeline(changes: dict[str, Any], now: datetime) -> list[dict[str, A
     return [{"$set": stage}]
 
 
+@budgeted
 async def update_todo(
     *,
     owner_id: PydanticObjectId,
@@ -280,6 +316,7 @@ def _tombstone_pipeline(now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+@budgeted
 async def delete_todo(
     *, owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None = None
 ) -> bool:
@@ -291,20 +328,27 @@ async def delete_todo(
     result = await Todo.get_pymongo_collection().update_one(
         _one_todo(owner_id, todo_id, versions), _tombstone_pipeline(utc_now())
     )
-    return result.modified_count == 1
+    if result.modified_count != 1:
+        return False
+    await _release_slots(owner_id, 1)
+    return True
 
 
+@budgeted
 async def clear_completed(*, owner_id: PydanticObjectId) -> int:
     """Delete (as tombstones) every completed todo of the owner; how many there were."""
     result = await Todo.get_pymongo_collection().update_many(
         {"owner_id": owner_id, "completed": True, **LIVE}, _tombstone_pipeline(utc_now())
     )
+    if result.modified_count:
+        await _release_slots(owner_id, result.modified_count)
     return result.modified_count
 
 
 TOMBSTONE_TTL_INDEX = "todos_tombstone_ttl"
 
 
+@budgeted
 async def ensure_tombstone_ttl(*, retention: timedelta) -> None:
     """Create (or retune) the TTL index that removes tombstones after `retention`."""
     seconds = int(retention.total_seconds())
@@ -345,6 +389,7 @@ def changes_query(
     return {"$and": clauses} if len(clauses) > 1 else clauses[0]
 
 
+@budgeted
 async def find_changes(
     *,
     owner_id: PydanticObjectId,

@@ -7,12 +7,14 @@ from beanie import PydanticObjectId
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
+from service.budget import budgeted
 from service.crud import sessions
 from service.db import supports_transactions
 from service.exceptions import Conflict
 from service.models import Session, Todo, User
 
 
+@budgeted
 async def create_user(*, email: str, fname: str, lname: str, hashed_password: str) -> User:
     """Insert a user; Conflict if the (lower-cased) email is taken."""
     user = User(email=email, fname=fname, lname=lname, hashed_password=hashed_password)
@@ -24,21 +26,25 @@ async def create_user(*, email: str, fname: str, lname: str, hashed_password: st
     return user
 
 
+@budgeted
 async def get_user(*, user_id: PydanticObjectId) -> User | None:
     """The user with this id, if any."""
     return await User.get(user_id)
 
 
+@budgeted
 async def get_user_by_email(*, email: str) -> User | None:
     """The user with this (lower-cased) email, if any."""
     return await User.find_one(User.email == email)
 
 
+@budgeted
 async def set_password_hash(*, user_id: PydanticObjectId, hashed_password: str) -> None:
     """Replace a user's password hash (after an upgrade to the current algorithm)."""
     await User.find_one(User.id == user_id).update({"$set": {"hashed_password": hashed_password}})
 
 
+@budgeted
 async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> User | None:
     """Set `changes` (names, email); Conflict if the new email is taken, None if no such user."""
     try:
@@ -50,6 +56,7 @@ async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> 
     return await User.get(user_id)
 
 
+@budgeted
 async def change_password(
     *, user_id: PydanticObjectId, hashed_password: str, now: datetime
 ) -> None:
@@ -58,6 +65,7 @@ async def change_password(
     await sessions.revoke_all_sessions(user_id=user_id, now=now)
 
 
+@budgeted
 async def delete_user(*, user_id: PydanticObjectId) -> None:
     """Delete the user with their todos and sessions; in a transaction where the server has them.
 

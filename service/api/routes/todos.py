@@ -277,6 +277,7 @@ async def list_my_todos(
 async def create_todo(
     body: TodoCreate,
     user: CurrentUser,
+    settings: SettingsDep,
     request: Request,
     response: Response,
     idempotency_key: Annotated[
@@ -291,15 +292,21 @@ async def create_todo(
         ),
     ] = None,
 ) -> Response | TodoPublic:
-    """Add a todo to your list; `Location` names the new todo, `ETag` its version."""
+    """Add a todo to your list; `Location` names the new todo, `ETag` its version.
+
+    409 once you have MAX_TODOS_PER_USER live todos."""
+    max_todos = settings.max_todos_per_user
     if idempotency_key is None:
-        todo = await crud.todos.create_todo(owner_id=id_of(user), fields=body.model_dump())
+        todo = await crud.todos.create_todo(
+            owner_id=id_of(user), fields=body.model_dump(), max_todos=max_todos
+        )
         response.headers["Location"] = _location(request, id_of(todo))
         return _with_etag(todo, response)
     answer = await crud.idempotency.create_todo_once(
         owner_id=id_of(user),
         key=idempotency_key,
         fields=body.model_dump(),
+        max_todos=max_todos,
         render=lambda todo: TodoPublic.from_document(todo).model_dump(mode="json"),
         location_of=lambda todo_id: _location(request, todo_id),
     )

@@ -5,3 +5,9 @@ async def test_health_answers_ok(client: AsyncClient) -> None:
     response = await client.get("/api/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+async def test_ready_when_the_database_answers(client: AsyncClient) -> None:
+    response = await client.get("/api/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}

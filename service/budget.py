@@ -1,0 +1,89 @@
+"""One database time budget per request, shared by all of its database calls.
+
+Every crud function is wrapped in `@budgeted`: it runs inside `pymongo.timeout(remaining)`,
+and the time it took is taken off the request's budget. A dead database mid-request therefore
+costs at most one budget in all, not one timeout per call. Time spent on other work (hashing
+a password, say) does not count, so a queue of signups can't run a request out of budget.
+
+The budget is set for every HTTP request by `DatabaseBudgetMiddleware`. The one place that
+opts out is the crud function itself: a long-lived call (a change stream feeding a streaming
+response) is marked `@unbudgeted` and runs with the client's own timeouts only. A test checks
+that every public crud function is either.
+"""
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
+
+import pymongo
+from pymongo.errors import ExecutionTimeout
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BUDGET_MARKER = "__db_budget__"
+
+
+class RequestBudget:
+    """Seconds of database time a request has left."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.remaining = seconds
+        self._clock = clock
+
+    @contextmanager
+    def spend(self) -> Iterator[float]:
+        """Yield the seconds left, and take the time spent inside off the budget."""
+        started = self._clock()
+        try:
+            yield self.remaining
+        finally:
+            self.remaining -= self._clock() - started
+
+
+_budget: ContextVar[RequestBudget | None] = ContextVar("request_db_budget", default=None)
+# True inside a budgeted call, so that crud functions calling each other count once.
+_inside: ContextVar[bool] = ContextVar("inside_budgeted_call", default=False)
+
+
+@contextmanager
+def request_budget(seconds: float) -> Iterator[RequestBudget]:
+    """Give the database calls made inside (in this task and tasks it starts) `seconds`."""
+    budget = RequestBudget(seconds)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
+def budgeted(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Run a crud function within the current request's database budget (if any)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        budget = _budget.get()
+        if budget is None or _inside.get():
+            return await func(*args, **kwargs)
+        token = _inside.set(True)
+        try:
+            with budget.spend() as remaining:
+                if remaining <= 0:
+                    # pymongo.timeout(0) would mean "no timeout"; the budget is gone.
+                    raise ExecutionTimeout("request database budget exhausted", code=50)
+                with pymongo.timeout(remaining):
+                    return await func(*args, **kwargs)
+        finally:
+            _inside.reset(token)
+
+    setattr(wrapper, BUDGET_MARKER, True)
+    return wrapper
+
+
+def unbudgeted(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Mark a long-lived crud call (a change stream) that must not run on a request budget."""
+    setattr(func, BUDGET_MARKER, False)
+    return func

@@ -1,0 +1,75 @@
+"""Limits and races: MAX_TODOS_PER_USER under parallel creates, parallel signups."""
+
+import asyncio
+
+from httpx import AsyncClient
+
+from service.config import Settings
+from service.db import MongoDatabase
+from service.main import create_app
+from tests.utils import DEFAULT_PASSWORD, app_client, create_account, create_todo
+
+
+async def test_todo_limit_is_409_and_deleting_frees_a_slot(
+    settings: Settings, database: MongoDatabase
+) -> None:
+    app = create_app(settings.model_copy(update={"max_todos_per_user": 3}), database=database)
+    async with app_client(app) as client:
+        user = await create_account(client)
+        todos = [await create_todo(client, user, f"t{i}") for i in range(3)]
+        response = await client.post(
+            "/api/todos", json={"text": "one too many"}, headers=user.headers
+        )
+        assert response.status_code == 409
+        assert response.json() == {
+            "detail": "Todo limit reached: at most 3 todos; delete some first."
+        }
+        deleted = await client.delete(f"/api/todos/{todos[0]['id']}", headers=user.headers)
+        assert deleted.status_code == 204
+        await create_todo(client, user, "fits again")
+        # Another user's limit is their own.
+        other = await create_account(client)
+        await create_todo(client, other)
+
+
+async def test_todo_limit_holds_under_parallel_creates(
+    settings: Settings, database: MongoDatabase
+) -> None:
+    app = create_app(settings.model_copy(update={"max_todos_per_user": 5}), database=database)
+    async with app_client(app) as client:
+        user = await create_account(client)
+        responses = await asyncio.gather(
+            *(
+                client.post("/api/todos", json={"text": f"t{i}"}, headers=user.headers)
+                for i in range(20)
+            )
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201] * 5 + [409] * 15
+        listed = await client.get("/api/mytodos", headers=user.headers)
+        assert len(listed.json()) == 5
+
+
+async def test_100_parallel_creates_make_100_todos(client: AsyncClient) -> None:
+    user = await create_account(client)
+    responses = await asyncio.gather(
+        *(
+            client.post("/api/todos", json={"text": f"todo {i}"}, headers=user.headers)
+            for i in range(100)
+        )
+    )
+    assert [r.status_code for r in responses] == [201] * 100
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 100
+    listed = await client.get("/api/mytodos", params={"limit": 1000}, headers=user.headers)
+    assert {todo["id"] for todo in listed.json()} == ids
+
+
+async def test_50_parallel_signups_with_one_email_make_one_user(
+    client: AsyncClient, database: MongoDatabase
+) -> None:
+    body = {"email": "race@example.com", "fname": "A", "lname": "B", "password": DEFAULT_PASSWORD}
+    responses = await asyncio.gather(*(client.post("/api/users", json=body) for _ in range(50)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 49
+    assert await database["users"].count_documents({"email": "race@example.com"}) == 1
