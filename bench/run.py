@@ -117,6 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--out", type=Path, default=RESULTS, help="output directory (default bench/results)")
     add("--name", default=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), help="file name stem")
     add("--note", default="", help="a remark for the report, e.g. the machine's state")
+    add(
+        "--profile",
+        type=Path,
+        help="with py-spy installed: record on-CPU stacks of the main pass's top concurrency "
+        "into this directory (collapsed-stack text; perturbs those measurements)",
+    )
     add("--max-seconds", type=float, default=1800.0, help="give up after this long")
     return parser.parse_args(argv)
 
@@ -321,17 +327,41 @@ class Bench:
         """One wrk run of `scenario` with the CPU time it cost the service and the database."""
         args = self.args
         requests_file = self.files[file_key or scenario]
+        profiling = args.profile and phase == "main" and concurrency == max(args.concurrency)
+        profiler = self._start_profiler(service, scenario) if profiling else None
         cpu_before, db_before = service.cpu(), self.db_cpu()
-        result = wrk.run(
-            service.base_url,
-            requests_file,
-            connections=concurrency,
-            duration_s=args.duration,
-            timeout_s=args.timeout,
-        )
+        try:
+            result = wrk.run(
+                service.base_url,
+                requests_file,
+                connections=concurrency,
+                duration_s=args.duration,
+                timeout_s=args.timeout,
+            )
+        finally:
+            if profiler is not None:
+                profiler.wait(timeout=args.duration + 30)
         record = self._record(service, scenario, concurrency, phase, result, cpu_before, db_before)
         self.measurements.append(record)
         return record
+
+    def _start_profiler(self, service: Service, scenario: str) -> subprocess.Popen[bytes]:
+        """py-spy sampling the service (and its workers) for as long as the wrk run lasts."""
+        out: Path = self.args.profile
+        out.mkdir(parents=True, exist_ok=True)
+        beside = Path(sys.executable).parent / "py-spy"
+        command = [
+            str(beside) if beside.exists() else "py-spy",
+            "record",
+            "--pid",
+            str(service.pid),
+            "--subprocesses",
+            "--gil",
+        ]
+        command += ["--nolineno", "--nonblocking", "--format", "raw"]
+        command += ["--duration", str(round(self.args.duration))]
+        command += ["--output", str(out / f"scenario-{scenario}-w{service.workers}.txt")]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def measure_login_storm(self, service: Service, concurrency: int, *, phase: str) -> None:
         """Scenario 7: GET /api/me while a second wrk hammers POST /api/token."""
