@@ -5,6 +5,7 @@ python -m bench.report bench/results/<name>.json   # redo <name>.md and <name>.p
 
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -297,6 +298,8 @@ def markdown(run: Run, png_name: str) -> str:
         f"Database: {doc['database']}. Command: `{doc['command']}`.",
         "",
     ]
+    if doc.get("partial"):
+        lines += [f"> **Partial run**, stopped early ({doc['partial']}).", ""]
     if doc["note"]:
         lines += [f"> **Note:** {doc['note']}", ""]
     versions = ", ".join(f"{name} {version}" for name, version in doc["versions"].items())
@@ -375,7 +378,7 @@ def plot(run: Run, path: Path) -> None:
             axes[1][0],
             "service CPU per request, x floor (scenario 1)",
             lambda m: run.cpu_ratio("main", m["scenario"], m["concurrency"]),
-            False,
+            True,
         ),
     ]
     for axis, title, value, log in panels:
@@ -433,7 +436,7 @@ def plot(run: Run, path: Path) -> None:
     note = run.doc["note"]
     figure.suptitle(
         f"todo-service benchmark {run.doc['name']} ({run.doc['commit']})"
-        + (f"\n{note}" if note else ""),
+        + ("\n" + textwrap.fill(note, 150) if note else ""),
         fontsize=11,
     )
     figure.tight_layout()

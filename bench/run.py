@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -342,8 +343,29 @@ class Bench:
             if profiler is not None:
                 profiler.wait(timeout=args.duration + 30)
         record = self._record(service, scenario, concurrency, phase, result, cpu_before, db_before)
+        record["settle_s"] = self.settle(service)
         self.measurements.append(record)
         return record
+
+    def settle(self, service: Service, *, limit_s: float = 120.0) -> float:
+        """Wait until the service and the database are idle; the seconds it took.
+
+        wrk stops sending at the end of a run, but requests still queued in the service (slow
+        writes, logins waiting for a hashing thread) keep running; the next run must not
+        inherit them.
+        """
+        started = time.monotonic()
+        interval = 0.5
+        while time.monotonic() - started < limit_s:
+            before = service.cpu() + (self.db_cpu() or 0.0)
+            time.sleep(interval)
+            busy = (service.cpu() + (self.db_cpu() or 0.0) - before) / interval
+            if busy < 0.05:  # of one core: nothing but background housekeeping
+                break
+        waited = time.monotonic() - started
+        if waited > 2:
+            logger.info("waited %.1f s for queued requests to finish", waited)
+        return round(waited, 1)
 
     def _start_profiler(self, service: Service, scenario: str) -> subprocess.Popen[bytes]:
         """py-spy sampling the service (and its workers) for as long as the wrk run lasts."""
@@ -386,6 +408,7 @@ class Bench:
         finally:
             logins = wrk.finish(storm, grace_s=args.duration + args.timeout + 30)
         record = self._record(service, "7", concurrency, phase, result, cpu_before, db_before)
+        record["settle_s"] = self.settle(service)
         # The CPU covers both wrk runs, so a per-request figure would mislead.
         record["service_cpu_per_request_ms"] = None
         record["db_cpu_per_request_ms"] = None
@@ -405,7 +428,11 @@ class Bench:
         cpu = service.cpu() - cpu_before
         db_after = self.db_cpu()
         db = None if db_before is None or db_after is None else db_after - db_before
-        requests = max(result.requests, 1)
+        requests = result.requests
+
+        def per_request(seconds: float | None) -> float | None:
+            return None if seconds is None or not requests else round(seconds * 1000 / requests, 4)
+
         record: dict[str, Any] = {
             "phase": phase,
             "workers": service.workers,
@@ -414,16 +441,16 @@ class Bench:
             **result.as_dict(),
             "error_count": result.error_count,
             "service_cpu_s": round(cpu, 2),
-            "service_cpu_per_request_ms": round(cpu * 1000 / requests, 4),
+            "service_cpu_per_request_ms": per_request(cpu),
             "db_cpu_s": None if db is None else round(db, 2),
-            "db_cpu_per_request_ms": None if db is None else round(db * 1000 / requests, 4),
+            "db_cpu_per_request_ms": per_request(db),
             "todos_in_collection": self.db.todos.estimated_document_count(),
             **service.rss(),
             "loadavg": procstat.loadavg(),
         }
         logger.info(
             "%-5s w%d scenario %-2s c=%-3d %8.1f req/s p50 %7.2f ms p99 %8.2f ms "
-            "cpu/req %.3f ms errors %d",
+            "cpu/req %s ms errors %d",
             phase,
             service.workers,
             scenario,
@@ -447,6 +474,7 @@ class Bench:
             duration_s=self.args.warmup,
             timeout_s=self.args.timeout,
         )
+        self.settle(service)
 
     def run_pass(
         self, service: Service, concurrencies: list[int], *, phase: str, deadline: Deadline
@@ -557,11 +585,17 @@ def _database(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, int | 
 
 
 def run(args: argparse.Namespace) -> Path:
+    """The whole run; the results are written even when it is cut short (marked partial)."""
     deadline = Deadline(args.max_seconds)
     started = dt.datetime.now(dt.UTC)
     load_before = procstat.loadavg()
+    external = bool(args.mongodb_url)
     wrk.executable()  # fail early when wrk is missing
     secret_key = secrets.token_urlsafe(48)
+    bench: Bench | None = None
+    big: dict[str, Any] | None = None
+    stopped_by: str | None = None
+    log_tail: list[str] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="todo-bench-")))
         url, db_pid = stack.enter_context(_database(args, tmp))
@@ -579,35 +613,44 @@ def run(args: argparse.Namespace) -> Path:
             service.start()
             return service
 
-        service = started_service(args.workers)
-        bench.seed_data(service, deadline)
-        bench.run_pass(service, args.concurrency, phase="main", deadline=deadline)
-        bench.note_memory(service, "after the main pass")
-        for n in range(args.repeat):
-            bench.run_pass(
-                service, [max(args.concurrency)], phase=f"repeat{n + 1}", deadline=deadline
-            )
-            bench.note_memory(service, f"after repeat pass {n + 1}")
-        big = None
-        if "8" in args.scenarios:
-            big = bench.scenario_8(service, deadline)
-            bench.note_memory(service, "after scenario 8")
-        service.stop()
-        if args.scale_workers:
-            scaled = started_service(args.scale_workers)
-            levels = args.scale_concurrency or [max(args.concurrency)]
-            bench.run_pass(scaled, levels, phase="scaling", deadline=deadline)
-            bench.note_memory(scaled, "after the scaling pass")
-            scaled.stop()
-        log_tail = log_path.read_text(errors="replace").splitlines()[-20:]
+        try:
+            service = started_service(args.workers)
+            bench.seed_data(service, deadline)
+            bench.run_pass(service, args.concurrency, phase="main", deadline=deadline)
+            bench.note_memory(service, "after the main pass")
+            for n in range(args.repeat):
+                levels = [max(args.concurrency)]
+                bench.run_pass(service, levels, phase=f"repeat{n + 1}", deadline=deadline)
+                bench.note_memory(service, f"after repeat pass {n + 1}")
+            service.stop()
+            # Scaling before scenario 8: with a big collection some writes get much slower
+            # on SecantusDB (see REPORT.md), which would mix two effects.
+            if args.scale_workers:
+                scaled = started_service(args.scale_workers)
+                levels = args.scale_concurrency or [max(args.concurrency)]
+                bench.run_pass(scaled, levels, phase="scaling", deadline=deadline)
+                bench.note_memory(scaled, "after the scaling pass")
+                scaled.stop()
+            if "8" in args.scenarios:
+                service = started_service(args.workers)
+                big = bench.scenario_8(service, deadline)
+                bench.note_memory(service, "after scenario 8")
+                service.stop()
+        except (KeyboardInterrupt, TimeoutError) as exc:
+            stopped_by = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            logger.error("stopped early (%s); writing what was measured", stopped_by)
+        finally:
+            if log_path.exists():
+                log_tail = log_path.read_text(errors="replace").splitlines()[-20:]
 
     finished = dt.datetime.now(dt.UTC)
     document = {
         "name": args.name,
         "started": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
+        "partial": stopped_by,
         "note": args.note,
-        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
         "commit": _git_commit(),
         "machine": {
             "cpus": os.cpu_count(),
@@ -622,8 +665,8 @@ def run(args: argparse.Namespace) -> Path:
             if key not in {"mongodb_url"}
         },
         "database": "external (MONGODB_URL)"
-        if args.mongodb_url and db_pid is None
-        else (f"SecantusDB file-backed, sync_on_commit={args.sync_on_commit}"),
+        if external
+        else f"SecantusDB file-backed, sync_on_commit={args.sync_on_commit}",
         "scenarios": {s.key: s.title for s in SCENARIOS},
         "seeding": bench.seeding,
         "scenario_8": big,
@@ -635,7 +678,10 @@ def run(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / f"{args.name}.json"
     json_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    write_report(json_path)
+    if bench.measurements:
+        write_report(json_path)
+    if stopped_by:
+        raise KeyboardInterrupt
     return json_path
 
 
@@ -651,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = run(args)
     except KeyboardInterrupt:
-        logger.error("interrupted; everything started was stopped")
+        logger.error("interrupted; everything started was stopped, partial results written")
         return 130
     logger.info("wrote %s and its .md/.png", path)
     return 0
