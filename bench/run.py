@@ -164,7 +164,8 @@ class Service:
             self.process = subprocess.Popen(
                 command,
                 env=self.env,
-                cwd=ROOT,
+                # Not the repository: a developer's .env there must not change the settings.
+                cwd=self.log_path.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

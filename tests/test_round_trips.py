@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
+from bson import ObjectId
 from httpx import ASGITransport, AsyncClient
+from pwdlib.hashers.argon2 import Argon2Hasher
 from pymongo import AsyncMongoClient, monitoring
 
 from service.config import Settings
+from service.db import MongoDatabase
 from service.main import create_app
 from tests.utils import DEFAULT_PASSWORD, UserAccount, create_account, create_todo
 
@@ -42,6 +45,7 @@ class CommandRecorder(monitoring.CommandListener):
 class Recorded:
     client: AsyncClient
     recorder: CommandRecorder
+    database: MongoDatabase
 
     async def commands_of(self, method: str, url: str, **kwargs: Any) -> list[str]:
         """The database commands that one request caused (it must succeed)."""
@@ -65,7 +69,7 @@ async def recorded(wire_url: str, settings: Settings) -> AsyncIterator[Recorded]
             LifespanManager(app) as manager,
             AsyncClient(transport=ASGITransport(manager.app), base_url="http://test") as client,
         ):
-            yield Recorded(client, recorder)
+            yield Recorded(client, recorder, mongo[name])
     finally:
         await mongo.drop_database(name)
         await mongo.close()
@@ -116,3 +120,20 @@ async def test_logging_in_makes_one_round_trip(recorded: Recorded) -> None:
         "POST", "/api/token", data={"username": user.email, "password": DEFAULT_PASSWORD}
     )
     assert commands == ["find"]  # the user by email; a current hash needs no update
+
+
+async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded: Recorded) -> None:
+    user, _ = await _user_with_todos(recorded, 0)
+    # pwdlib's default Argon2 parameters (4 lanes), as stored before the service used 1 lane.
+    outdated = Argon2Hasher().hash(DEFAULT_PASSWORD)
+    assert ",p=4$" in outdated
+    await recorded.database.users.update_one(
+        {"_id": ObjectId(user.id)}, {"$set": {"hashed_password": outdated}}
+    )
+    commands = await recorded.commands_of(
+        "POST", "/api/token", data={"username": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert commands == ["find", "update"]
+    stored = await recorded.database.users.find_one({"_id": ObjectId(user.id)})
+    assert stored is not None
+    assert ",p=1$" in stored["hashed_password"]
