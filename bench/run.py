@@ -567,13 +567,21 @@ def _versions() -> dict[str, str]:
 
 
 def _git_commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "service"], cwd=ROOT, capture_output=True, text=True
-    )
-    return result.stdout.strip() + ("+dirty service/" if dirty.stdout.strip() else "")
+    """The commit measured ("+dirty service/" if service/ has local changes), if git knows."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "service"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    commit = result.stdout.strip() or "unknown"
+    return commit + ("+dirty service/" if dirty.stdout.strip() else "")
 
 
 @contextmanager
