@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean bench bench-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev,embedded]"
 	touch $@ $(VENV)/.installed-run
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench,embedded]"
+	touch $@ $(VENV)/.installed-run
+
 run: $(VENV)/.installed-run
 	ENVIRONMENT=$${ENVIRONMENT:-development} $(BIN)/python -m service serve
 
@@ -28,6 +32,20 @@ lint: $(VENV)/.installed-dev
 
 test: lint
 	$(BIN)/pytest
+
+# The load benchmark (not part of `make test`): see bench/README.md. Options go in BENCH_ARGS,
+# e.g. make bench BENCH_ARGS="--note 'quiet machine'". Needs root (or wrk already installed).
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null 2>&1 || { apt-get update && apt-get install -y wrk; }
+	timeout --signal=INT --kill-after=60 2400 $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Half a minute or two: proves the harness end to end; results go to a scratch directory.
+bench-smoke: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null 2>&1 || { apt-get update && apt-get install -y wrk; }
+	timeout --signal=INT --kill-after=60 600 $(BIN)/python -m bench.run --duration 1 \
+		--warmup 0.5 --concurrency 1,8 --readers 10 --writers 4 --big-todos 20000 \
+		--out $${TMPDIR:-/tmp}/todo-bench-smoke --name smoke --note "smoke run" $(BENCH_ARGS)
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -6,7 +6,7 @@ Compares, on the embedded SecantusDB (or MONGODB_URL), interleaved:
   - session only:     `Session.get(sid)`, the floor of any design that checks the session;
   - two reads:        `Session.get(sid)` then `User.get(id)`, the naive alternative.
 
-    .venv/bin/python bench/auth_read_cost.py [--rounds 1000] [--others 20000]
+    .venv/bin/python -m bench.auth_read_cost [--rounds 1000] [--others 20000]
 """
 
 import argparse
@@ -20,9 +20,9 @@ from datetime import timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
-from database_url import database_url
 from pymongo import AsyncMongoClient
 
+from bench.database_url import database_url
 from service import crud
 from service.db import init_db
 from service.models import Session, User, utc_now

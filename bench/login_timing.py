@@ -5,7 +5,7 @@ which emails have accounts. This runs the app in process (no network noise) agai
 embedded SecantusDB (or MONGODB_URL), with the login throttling limits raised for its own
 run, and alternates the two kinds of attempt so that drift hits both alike.
 
-    .venv/bin/python bench/login_timing.py [--tries 100]
+    .venv/bin/python -m bench.login_timing [--tries 100]
 
 Prints the median (and quartiles) of each and the ratio of the medians; target: within 10%.
 """
@@ -19,10 +19,10 @@ import uuid
 from typing import Any
 
 from asgi_lifespan import LifespanManager
-from database_url import database_url
 from httpx import ASGITransport, AsyncClient
 from pymongo import AsyncMongoClient
 
+from bench.database_url import database_url
 from service.config import Environment, Settings
 from service.main import create_app
 

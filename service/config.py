@@ -39,9 +39,10 @@ class Settings(BaseSettings):
     jwt_audience: str = "todo-service"
     data_dir: Path = Path("./data")
     log_level: str = "INFO"
-    # Argon2id holds 64 MiB per hash: this bounds memory and keeps hashing from starving
-    # the thread pool that other blocking work shares.
-    password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # Argon2id holds 64 MiB and a core per hash: this bounds memory and keeps hashing from
+    # starving the event loop and the thread pool. 1 suits 2 cores (bench/REPORT.md); raise it
+    # with the number of cores.
+    password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
     # Sessions and refresh tokens: a session lives this long from login, refreshes included.
     refresh_token_expire_days: Annotated[int, Field(ge=1, le=365)] = 30
     # The token a refresh just replaced, presented again within this many seconds (two tabs

@@ -19,9 +19,12 @@ JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "typ", "sid"]
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 -- the `typ` claim's value, no secret
 
-# Argon2id (pwdlib's recommended parameters) for new hashes; bcrypt is only verified,
-# so hashes imported from older systems work and are upgraded on the next login.
-password_hash = PasswordHash((Argon2Hasher(), BcryptHasher()))
+# Argon2id for new hashes; bcrypt is only verified, so hashes imported from older systems work
+# and are upgraded on the next login. pwdlib's parameters (64 MiB, t=3) but one lane instead of
+# four: each lane is a thread, and 4 threads per login starved the event loop on small hosts
+# (bench/REPORT.md, login storm). Same memory and work per hash, so the same cost to an
+# attacker; older p=4 hashes still verify and are rehashed on the next login.
+password_hash = PasswordHash((Argon2Hasher(parallelism=1), BcryptHasher()))
 BCRYPT_MAX_PASSWORD_BYTES = 72
 
 # Verified when the email is unknown, so that path costs the same as a wrong password.
