@@ -51,7 +51,8 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-async def _wait_for_database(settings: Settings) -> None:
+async def wait_until_reachable(settings: Settings) -> None:
+    """Block until settings.mongodb_url answers (see db.wait_for_database)."""
     client = create_client(settings)
     try:
         await wait_for_database(
@@ -72,11 +73,12 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             # Workers are separate processes that read their settings from the environment.
             os.environ["MONGODB_URL"] = embedded.url
             get_settings.cache_clear()
+            settings = settings.model_copy(update={"mongodb_url": embedded.url})
             logger.info("embedded database ready at %s", embedded.url)
         # Checked here, before any worker starts, so that an unreachable database ends in one
         # clear log line and a non-zero exit instead of a traceback per worker.
-        asyncio.run(_wait_for_database(get_settings()))
-        if workers > 1 and get_settings().metrics_on:
+        asyncio.run(wait_until_reachable(settings))
+        if workers > 1 and settings.metrics_on:
             _use_multiprocess_metrics()
         uvicorn.run(
             "service.__main__:app_factory",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal
 
+import pymongo
 from beanie import PydanticObjectId
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
@@ -42,6 +43,10 @@ _OPERATIONS: dict[str, Any] = {
     "$match": {"operationType": {"$in": ["insert", "update", "replace"]}}
 }
 RETRY_DELAY = 1.0
+# On stop: how often to repeat the cancellation of the feed task, and how long closing the
+# change stream may take (with the database down it would wait a server selection timeout).
+STOP_POLL_SECONDS = 0.1
+CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 class FeedUnavailableError(Exception):
@@ -155,12 +160,10 @@ class ChangeFeed:
         self._remove_signal_hook()
         self.close_subscribers()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _cancel_until_done(self._task)
             self._task = None
         if self._stream is not None:
-            with contextlib.suppress(PyMongoError):
+            with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
                 await self._stream.close()
             self._stream = None
         self.available = False
@@ -298,6 +301,22 @@ class ChangeFeed:
         for signum, previous in self._signal_handlers.items():
             signal.signal(signum, previous)
         self._signal_handlers.clear()
+
+
+async def _cancel_until_done(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end, cancelling again for as long as it runs.
+
+    One cancellation can get lost inside pymongo: on Python 3.11, asyncio.wait_for (which
+    pymongo uses to send a command and in its server selection loop) swallows a cancellation
+    that arrives just as what it waits for completes. With the database down, the command then
+    fails, `_run` takes that for a failed stream and resumes: the task would run, and the
+    shutdown wait, forever.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 _TICKET_RE = re.compile(r"(?<=[?&]ticket=)[^&\s]*")

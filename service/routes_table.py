@@ -27,11 +27,20 @@ def iter_routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str]]:
 
 
 def allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method some route serves at `path` (for a 405's Allow header)."""
-    methods: set[str] = set()
+    """Every method the routes documented for `path` serve (for a 405's Allow header).
+
+    Only the most specific templates count: `/api/todos/events` is its own resource, not a
+    `/api/todos/{todo_id}` whose id happens to be "events".
+    """
+    matches: list[tuple[int, BaseRoute]] = []
     for route, template in iter_routes(app):
         regex, _, _ = compile_path(template)
         if regex.match(path):
+            matches.append((template.count("{"), route))
+    fewest_params = min((params for params, _ in matches), default=0)
+    methods: set[str] = set()
+    for params, route in matches:
+        if params == fewest_params:
             methods |= getattr(route, "methods", None) or set()
     return methods
 

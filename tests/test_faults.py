@@ -17,10 +17,12 @@ from service.config import Settings
 from service.db import create_client
 from service.embedded import EmbeddedDatabase
 from service.main import create_app
-from tests.utils import app_client, create_account, create_todo
+from tests.utils import UserAccount, app_client, create_account, create_todo, log_in
 
 # The service's promise while the database is down: an answer within this many seconds.
 ANSWER_WITHIN_SECONDS = 3.0
+# And it stops within this long with the database down (closing the client takes at most 1 s).
+SHUT_DOWN_WITHIN_SECONDS = 3.0
 
 
 @pytest.fixture
@@ -95,6 +97,14 @@ async def test_database_outage_gets_503_quickly_and_the_service_recovers(
             again.stop()
 
 
+async def twenty_at_once(client: AsyncClient, user: UserAccount) -> set[int]:
+    """The status codes of 20 parallel requests that need the database."""
+    responses = await asyncio.gather(
+        *(client.get("/api/todos", headers=user.headers) for _ in range(20))
+    )
+    return {response.status_code for response in responses}
+
+
 async def test_parallel_requests_during_an_outage_all_get_503_in_time(
     settings: Settings, server: EmbeddedDatabase
 ) -> None:
@@ -102,11 +112,21 @@ async def test_parallel_requests_during_an_outage_all_get_503_in_time(
         user = await create_account(client)
         server.stop()
         started = time.monotonic()
-        responses = await asyncio.gather(
-            *(client.get("/api/todos", headers=user.headers) for _ in range(20))
-        )
-        assert {r.status_code for r in responses} == {503}
+        assert await twenty_at_once(client, user) == {503}
         assert time.monotonic() - started < ANSWER_WITHIN_SECONDS
+
+
+async def test_the_service_shuts_down_promptly_while_the_database_is_down(
+    settings: Settings, server: EmbeddedDatabase
+) -> None:
+    async with app_client(create_app(settings_for(settings, server))) as client:
+        user = await create_account(client)
+        server.stop()
+        # The parallel failures matter: they are what made the driver lose the cancellation
+        # of the change feed's task, which then retried, and the shutdown waited, forever.
+        assert await twenty_at_once(client, user) == {503}
+        started = time.monotonic()
+    assert time.monotonic() - started < SHUT_DOWN_WITHIN_SECONDS
 
 
 async def test_acknowledged_todos_survive_sigkill_of_the_database(
@@ -131,16 +151,24 @@ async def test_acknowledged_todos_survive_sigkill_of_the_database(
 
 
 class WriteCommands(monitoring.CommandListener):
-    """Records the write concern of every write command sent."""
+    """Records the write concern of every write command sent.
+
+    A write inside a transaction has none of its own (the driver may not send one): it is
+    durable as its commitTransaction is, so that one is recorded instead.
+    """
 
     WRITES = frozenset({"insert", "update", "delete", "findAndModify"})
 
     def __init__(self) -> None:
         self.write_concerns: list[tuple[str, Any]] = []
+        self.in_transactions: list[tuple[str, Any]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in self.WRITES:
-            self.write_concerns.append((event.command_name, event.command.get("writeConcern")))
+        name, concern = event.command_name, event.command.get("writeConcern")
+        if name in self.WRITES and event.command.get("autocommit") is False:
+            self.in_transactions.append((name, concern))
+        elif name in self.WRITES or name == "commitTransaction":
+            self.write_concerns.append((name, concern))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -163,6 +191,19 @@ async def _write_through_the_api(settings: Settings, listener: WriteCommands) ->
             body = {"text": "replaced", "completed": False}
             assert (await client.put(url, json=body, headers=user.headers)).is_success
             assert (await client.delete(url, headers=user.headers)).status_code == 204
+            # A failed login is counted; the next successful one clears the count.
+            wrong = {"username": user.email, "password": "not the password"}
+            assert (await client.post("/api/token", data=wrong)).status_code == 401
+            await log_in(client, user.email, user.password)
+            ticket = await client.post("/api/todos/events/ticket", headers=user.headers)
+            assert ticket.status_code == 201
+            # Redeeming a ticket takes it in one findAndModify (an unknown one here: a valid
+            # one would open a stream that doesn't end).
+            redeem = await client.get("/api/todos/events", params={"ticket": "unknown"})
+            assert redeem.status_code == 401
+            deletion = {"password": user.password}
+            deleted = await client.request("DELETE", "/api/me", json=deletion, headers=user.headers)
+            assert deleted.status_code == 204
         await mongo.drop_database(settings.mongodb_db)
     finally:
         await mongo.close()
@@ -173,19 +214,22 @@ async def test_every_write_carries_majority_journaled_write_concern(
 ) -> None:
     listener = WriteCommands()
     await _write_through_the_api(settings_for(settings, server), listener)
-    # insert: signup, create; update: the todo-count reservation; findAndModify: PATCH and
-    # PUT; delete: DELETE.
+    # insert: signup, login (the session), create, the ticket; update: login throttling, the
+    # todo-count reservation, PATCH, PUT and DELETE (a tombstone); delete: clearing the failed
+    # logins; findAndModify: redeeming the ticket; a transaction: deleting the account.
     commands = {name for name, _ in listener.write_concerns}
-    assert commands == {"insert", "update", "findAndModify", "delete"}
+    assert commands == {"insert", "update", "findAndModify", "delete", "commitTransaction"}
     for name, concern in listener.write_concerns:
         assert concern == {"w": "majority", "j": True}, name
+    assert {name for name, _ in listener.in_transactions} == {"delete"}
+    assert all(concern is None for _, concern in listener.in_transactions)
 
 
 async def test_write_concern_is_configurable(settings: Settings, server: EmbeddedDatabase) -> None:
     listener = WriteCommands()
     changed = settings_for(settings, server, mongodb_write_concern="1", mongodb_journal=False)
     await _write_through_the_api(changed, listener)
-    assert listener.write_concerns
+    assert {name for name, _ in listener.write_concerns} >= {"insert", "commitTransaction"}
     for name, concern in listener.write_concerns:
         assert concern == {"w": 1, "j": False}, name
 
@@ -211,13 +255,19 @@ def fail_command(server: EmbeddedDatabase, command: str, mode: Any, **data: Any)
         )
 
 
+# What GET /api/me sends: the current user is one aggregate on sessions with a $lookup of the
+# user. (The change feed opens its stream with an aggregate too, but only at startup and when
+# it resumes: while the database is up it only sends getMore.)
+ME_COMMAND = "aggregate"
+
+
 async def test_other_driver_errors_are_a_generic_500_logged_with_the_request_id(
     settings: Settings, failpoint_server: EmbeddedDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with app_client(create_app(settings_for(settings, failpoint_server))) as client:
         user = await create_account(client)
         fail_command(
-            failpoint_server, "find", {"times": 1}, errorCode=2, errmsg="driver secret text"
+            failpoint_server, ME_COMMAND, {"times": 1}, errorCode=2, errmsg="driver secret text"
         )
         with caplog.at_level(logging.ERROR):
             response = await client.get(
@@ -240,10 +290,10 @@ async def test_connections_dropped_until_the_budget_is_spent_are_a_503(
         user = await create_account(client)
         # Every time: within a pymongo.timeout() the driver retries reads until the deadline,
         # so a connection dropped once or twice is absorbed without the client noticing.
-        fail_command(failpoint_server, "find", "alwaysOn", closeConnection=True)
+        fail_command(failpoint_server, ME_COMMAND, "alwaysOn", closeConnection=True)
         status, seconds, response = await timed_get(client, "/api/me", headers=user.headers)
         assert status == 503
         assert response.json() == {"detail": "Database unavailable"}
         assert seconds < ANSWER_WITHIN_SECONDS
-        fail_command(failpoint_server, "find", "off")
+        fail_command(failpoint_server, ME_COMMAND, "off")
         assert (await client.get("/api/me", headers=user.headers)).status_code == 200

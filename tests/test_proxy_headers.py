@@ -31,6 +31,12 @@ def test_serve_turns_uvicorn_proxy_headers_off(
 ) -> None:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+
+    async def reachable(_: Settings) -> None:
+        pass
+
+    # Only uvicorn's options are under test: the database is not there.
+    monkeypatch.setattr(cli, "wait_until_reachable", reachable)
     settings = Settings(
         _env_file=None,
         mongodb_url="mongodb://db.invalid:27017",

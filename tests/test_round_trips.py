@@ -2,11 +2,16 @@
 
 A pymongo command listener on the wire tier records every command the service sends while one
 request runs. The expected lists are exact, so a new query on a hot path fails here instead of
-silently costing every request a round trip; bench/REPORT.md says why each one is needed.
+silently costing every request a round trip; each command is justified where it is pinned
+(and in bench/REPORT.md).
+
+Only the request's own commands count: the change feed's `getMore` loop (service/feed.py) runs
+in its own task, outside any request, and is left out by a context variable.
 """
 
 import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +29,27 @@ from tests.utils import DEFAULT_PASSWORD, UserAccount, create_account, create_to
 
 pytestmark = pytest.mark.wire_only  # mongomock has no command monitoring
 
+# (command name, collection), e.g. ("find", "todos").
+Command = tuple[str, str]
+
+# True while the test's request runs: pymongo calls the listener in the task that sends the
+# command, and the app runs in the test's task (ASGITransport), so a background task started
+# before the request (the change feed) doesn't see it.
+_recording: ContextVar[bool] = ContextVar("recording", default=False)
+
 
 class CommandRecorder(monitoring.CommandListener):
-    """The names of the commands started, in order."""
+    """The commands the current request started, in order."""
 
     def __init__(self) -> None:
-        self.commands: list[str] = []
+        self.commands: list[Command] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
+        if not _recording.get():
+            return
+        name = event.command_name
+        target = event.command.get("collection" if name == "getMore" else name)
+        self.commands.append((name, str(target)))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -47,10 +64,14 @@ class Recorded:
     recorder: CommandRecorder
     database: MongoDatabase
 
-    async def commands_of(self, method: str, url: str, **kwargs: Any) -> list[str]:
+    async def commands_of(self, method: str, url: str, **kwargs: Any) -> list[Command]:
         """The database commands that one request caused (it must succeed)."""
         self.recorder.commands.clear()
-        response = await self.client.request(method, url, **kwargs)
+        token = _recording.set(True)
+        try:
+            response = await self.client.request(method, url, **kwargs)
+        finally:
+            _recording.reset(token)
         assert response.is_success, response.text
         return list(self.recorder.commands)
 
@@ -81,6 +102,11 @@ async def _user_with_todos(recorded: Recorded, count: int) -> tuple[UserAccount,
     return user, [todo["id"] for todo in todos]
 
 
+# Every authenticated request: the session by _id, its user by _id in a $lookup, one round
+# trip; a logged-out session or a deleted account is refused on the very next request.
+AUTH: Command = ("aggregate", "sessions")
+
+
 async def test_health_makes_no_round_trip(recorded: Recorded) -> None:
     assert await recorded.commands_of("GET", "/api/health") == []
 
@@ -88,38 +114,90 @@ async def test_health_makes_no_round_trip(recorded: Recorded) -> None:
 async def test_me_makes_one_round_trip(recorded: Recorded) -> None:
     user, _ = await _user_with_todos(recorded, 0)
     commands = await recorded.commands_of("GET", "/api/me", headers=user.headers)
-    assert commands == ["find"]  # the user
+    assert commands == [AUTH]  # the body is the user the $lookup brought
 
 
 @pytest.mark.parametrize("url", ["/api/todos?limit=20", "/api/mytodos?limit=20"])
 async def test_listing_twenty_todos_makes_two_round_trips(recorded: Recorded, url: str) -> None:
     user, _ = await _user_with_todos(recorded, 25)
     commands = await recorded.commands_of("GET", url, headers=user.headers)
-    assert commands == ["find", "find"]  # the user, then one batch of todos (no getMore)
+    assert commands == [
+        AUTH,
+        # One batch with a limit (21 for /api/todos: the extra one says whether there is a
+        # next page, without a count): the server closes the cursor, so no getMore/killCursors.
+        ("find", "todos"),
+    ]
 
 
-async def test_creating_a_todo_makes_two_round_trips(recorded: Recorded) -> None:
+async def test_creating_a_todo_makes_three_round_trips(recorded: Recorded) -> None:
     user, _ = await _user_with_todos(recorded, 0)
     commands = await recorded.commands_of(
         "POST", "/api/todos", json={"text": "new"}, headers=user.headers
     )
-    assert commands == ["find", "insert"]
+    assert commands == [
+        AUTH,
+        # A conditional $inc of the owner's todo_count reserves a slot under
+        # MAX_TODOS_PER_USER atomically (a count before the insert would race).
+        ("update", "users"),
+        ("insert", "todos"),
+    ]
 
 
-async def test_patching_a_todo_makes_two_round_trips(recorded: Recorded) -> None:
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+@pytest.mark.parametrize("if_match", [False, True])
+async def test_updating_a_todo_makes_three_round_trips(
+    recorded: Recorded, method: str, if_match: bool
+) -> None:
     user, [todo_id] = await _user_with_todos(recorded, 1)
+    headers = {**user.headers, **({"If-Match": '"1"'} if if_match else {})}
     commands = await recorded.commands_of(
-        "PATCH", f"/api/todos/{todo_id}", json={"completed": True}, headers=user.headers
+        method,
+        f"/api/todos/{todo_id}",
+        json={"text": "changed", "completed": True},
+        headers=headers,
     )
-    assert commands == ["find", "findAndModify"]  # the owner filter is in the one update
+    assert commands == [
+        AUTH,
+        # The owner filter, the If-Match version check and the write: one atomic update.
+        ("update", "todos"),
+        # The new state by _id, for the body and ETag (not findAndModify: on SecantusDB it
+        # scans the whole collection).
+        ("find", "todos"),
+    ]
 
 
-async def test_logging_in_makes_one_round_trip(recorded: Recorded) -> None:
+LOGIN = [
+    # Running failure counters of the email and the IP, both in one query: a throttled
+    # login gets 429 even with the right password.
+    ("find", "throttle_counters"),
+    ("find", "users"),  # by email
+    ("insert", "sessions"),  # the new session, which the refresh token names
+    # The first active session beyond the newest MAX_SESSIONS_PER_USER (skip + limit 1); the
+    # update_many that revokes the older ones only follows when there is one.
+    ("find", "sessions"),
+]
+
+
+async def _log_in(recorded: Recorded, user: UserAccount, password: str) -> list[Command]:
+    return await recorded.commands_of(
+        "POST", "/api/token", data={"username": user.email, "password": password}
+    )
+
+
+async def test_logging_in(recorded: Recorded) -> None:
     user, _ = await _user_with_todos(recorded, 0)
-    commands = await recorded.commands_of(
-        "POST", "/api/token", data={"username": user.email, "password": DEFAULT_PASSWORD}
+    # No failures counted for the email, so nothing to clear; a current hash needs no update.
+    assert await _log_in(recorded, user, DEFAULT_PASSWORD) == LOGIN
+
+
+async def test_logging_in_after_a_failure_clears_the_email_count(recorded: Recorded) -> None:
+    user, _ = await _user_with_todos(recorded, 0)
+    response = await recorded.client.post(
+        "/api/token", data={"username": user.email, "password": "wrong password"}
     )
-    assert commands == ["find"]  # the user by email; a current hash needs no update
+    assert response.status_code == 401
+    commands = await _log_in(recorded, user, DEFAULT_PASSWORD)
+    assert commands == [*LOGIN[:2], ("delete", "throttle_counters"), *LOGIN[2:]]
 
 
 async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded: Recorded) -> None:
@@ -130,10 +208,9 @@ async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded:
     await recorded.database.users.update_one(
         {"_id": ObjectId(user.id)}, {"$set": {"hashed_password": outdated}}
     )
-    commands = await recorded.commands_of(
-        "POST", "/api/token", data={"username": user.email, "password": DEFAULT_PASSWORD}
-    )
-    assert commands == ["find", "update"]
+    commands = await _log_in(recorded, user, DEFAULT_PASSWORD)
+    assert commands == [*LOGIN[:2], ("update", "users"), *LOGIN[2:]]  # the rehash, once
     stored = await recorded.database.users.find_one({"_id": ObjectId(user.id)})
     assert stored is not None
     assert ",p=1$" in stored["hashed_password"]
+    assert await _log_in(recorded, user, DEFAULT_PASSWORD) == LOGIN

@@ -31,8 +31,9 @@ class LoginThrottle:
     def _window(self) -> timedelta:
         return timedelta(seconds=self.settings.login_window_seconds)
 
-    async def check(self) -> None:
-        """429 if the email or the IP has used up its failures (even for the right password)."""
+    async def check(self) -> bool:
+        """429 if the email or the IP has used up its failures (even for the right password);
+        else whether the email has failures counted (for `succeeded`)."""
         limits = {
             (LOGIN_EMAIL, self.email): self.settings.login_max_failures,
             (LOGIN_IP, self.ip): self.settings.login_max_failures_per_ip,
@@ -44,15 +45,22 @@ class LoginThrottle:
             raise TooManyRequests(
                 "Too many failed logins; try again later", retry_after=retry_after
             )
+        return (LOGIN_EMAIL, self.email) in counts
 
     async def failed(self) -> None:
         """Count a failure against both the email and the IP."""
         for kind, subject in ((LOGIN_EMAIL, self.email), (LOGIN_IP, self.ip)):
             await crud.throttle.hit(kind=kind, subject=subject, now=self.now, window=self._window)
 
-    async def succeeded(self) -> None:
-        """A successful login clears the email's count (not the IP's)."""
-        await crud.throttle.clear(kind=LOGIN_EMAIL, subject=self.email)
+    async def succeeded(self, *, email_counted: bool) -> None:
+        """A successful login clears the email's count (not the IP's).
+
+        `email_counted` is what `check` returned: with no failures counted there is nothing
+        to clear, which spares nearly every login a write. A failure counted after the check
+        stays counted, as if it had come after this login.
+        """
+        if email_counted:
+            await crud.throttle.clear(kind=LOGIN_EMAIL, subject=self.email)
 
 
 async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) -> None:

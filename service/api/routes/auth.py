@@ -70,7 +70,7 @@ async def login(
     email = username.strip().lower()
     now = clock()
     throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=now)
-    await throttle.check()
+    email_counted = await throttle.check()
     user = await crud.users.get_user_by_email(email=email)
     # An unknown email still costs one verification, so timing doesn't reveal which
     # emails have accounts.
@@ -78,7 +78,7 @@ async def login(
     if user is None or not valid:
         await throttle.failed()
         raise Unauthorized(LOGIN_FAILED)
-    await throttle.succeeded()
+    await throttle.succeeded(email_counted=email_counted)
     if new_hash is not None:
         # bcrypt (or outdated Argon2 parameters): store the current algorithm's hash.
         await crud.users.set_password_hash(user_id=id_of(user), hashed_password=new_hash)
