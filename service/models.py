@@ -92,7 +92,7 @@ class Todo(Document):
         name = "todos"
         # One index per listing order, each starting with the equality fields every listing
         # has (owner_id, and deleted_at: null for live todos); the README says which query each
-        # serves. Listings hint them by name (service/crud/todos.py SORT_INDEXES).
+        # serves (service/crud/todos.py SORT_INDEXES maps each listing order to its index).
         indexes: ClassVar[list[pymongo.IndexModel]] = [
             pymongo.IndexModel(
                 [("owner_id", ASC), ("deleted_at", ASC), ("_id", DESC)],

@@ -93,11 +93,8 @@ class _Collection(_CollectionBase):  # type: ignore[misc]
         self._sync = collection
 
     # pymongo's find() is sync but its cursor must honour to_list(length); see _ToListMixin.
-    # mongomock's find() rejects ``hint=`` (its Cursor.hint() accepts and ignores it); the
-    # todo listings hint their index because SecantusDB's planner needs it.
-    def find(self, *args: Any, hint: Any = None, **kwargs: Any) -> _Cursor:
-        cursor = self._sync.find(*args, **kwargs)
-        return _Cursor(cursor.hint(hint) if hint is not None else cursor)
+    def find(self, *args: Any, **kwargs: Any) -> _Cursor:
+        return _Cursor(self._sync.find(*args, **kwargs))
 
     # pymongo async: ``await coll.aggregate(...)`` yields a cursor (Motor returns the cursor
     # directly). Beanie awaits it for aggregate(), fetch_links queries and count/distinct.
