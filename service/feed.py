@@ -257,6 +257,9 @@ class ChangeFeed:
                     await asyncio.sleep(RETRY_DELAY)
                 continue
             self._token = event["_id"]
+            # Most changes have no subscriber in this worker: don't build what nobody reads.
+            if (event.get("fullDocument") or {}).get("owner_id") not in self._subscribers:
+                continue
             change = to_change(event)
             if change is not None:
                 self._dispatch(change)

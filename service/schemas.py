@@ -16,7 +16,9 @@ from pydantic import (
 from service.models import (
     DUE_DATE_PATTERN,
     DUE_DATETIME_PATTERN,
+    TODO_DEFAULTS,
     Session,
+    StoredTodo,
     Todo,
     User,
     due_instant,
@@ -241,19 +243,11 @@ class TodoPublic(BaseModel):
 
     @classmethod
     def from_document(cls, todo: Todo) -> Self:
-        return cls(
-            id=str(id_of(todo)),
-            text=todo.text,
-            notes=todo.notes,
-            completed=todo.completed,
-            completed_at=todo.completed_at,
-            due=todo.due,
-            priority=todo.priority,
-            tags=todo.tags,
-            created_at=todo.created_at,
-            updated_at=todo.updated_at,
-            version=todo.version,
-        )
+        return cls.from_stored(todo.model_dump(by_alias=True))
+
+    @classmethod
+    def from_stored(cls, stored: StoredTodo) -> Self:
+        return cls.model_validate({**TODO_DEFAULTS, **stored, "id": str(stored["_id"])})
 
 
 class TodoPage(BaseModel):
@@ -272,17 +266,17 @@ class TodoTombstone(BaseModel):
     version: int
 
     @classmethod
-    def from_document(cls, todo: Todo) -> Self:
-        if todo.deleted_at is None:
+    def from_stored(cls, stored: StoredTodo) -> Self:
+        if stored.get("deleted_at") is None:
             raise ValueError("not a tombstone")
-        return cls(id=str(id_of(todo)), deleted_at=todo.deleted_at, version=todo.version)
+        return cls.model_validate({**TODO_DEFAULTS, **stored, "id": str(stored["_id"])})
 
 
-def todo_or_tombstone(todo: Todo) -> "TodoPublic | TodoTombstone":
+def todo_or_tombstone(stored: StoredTodo) -> "TodoPublic | TodoTombstone":
     """How a stored todo is reported in change listings: a tombstone once deleted."""
-    if todo.deleted_at is not None:
-        return TodoTombstone.from_document(todo)
-    return TodoPublic.from_document(todo)
+    if stored.get("deleted_at") is not None:
+        return TodoTombstone.from_stored(stored)
+    return TodoPublic.from_stored(stored)
 
 
 class TodoChanges(BaseModel):

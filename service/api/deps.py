@@ -48,7 +48,7 @@ PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.state.clock
     return clock
 
@@ -56,7 +56,7 @@ def get_clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_client_ip(request: Request) -> str:
+async def get_client_ip(request: Request) -> str:
     """The caller's IP: the TCP peer, or X-Forwarded-For when the peer is a trusted proxy."""
     peer = request.client.host if request.client else None
     forwarded = request.headers.getlist("x-forwarded-for")
@@ -66,7 +66,7 @@ def get_client_ip(request: Request) -> str:
 ClientIP = Annotated[str, Depends(get_client_ip)]
 
 
-def get_user_agent(request: Request) -> str:
+async def get_user_agent(request: Request) -> str:
     """The User-Agent header, cut to what a session stores."""
     return request.headers.get("user-agent", "")[:USER_AGENT_MAX_LENGTH]
 
@@ -132,7 +132,7 @@ OwnedTodo = Annotated[Todo, Depends(get_owned_todo)]
 ETAG_HEADER_MAX_LENGTH = 2048
 
 
-def get_if_match(
+async def get_if_match(
     if_match: Annotated[
         str | None,
         Header(
@@ -156,7 +156,7 @@ IfNoneMatch = Annotated[
 ]
 
 
-def get_feed(request: Request) -> ChangeFeed:
+async def get_feed(request: Request) -> ChangeFeed:
     feed: ChangeFeed = request.state.feed
     return feed
 

@@ -105,7 +105,7 @@ class PasswordCheck:
             raise BadRequest(INCORRECT_PASSWORD)
 
 
-def get_password_check(
+async def get_password_check(
     passwords: PasswordHasherDep, settings: SettingsDep, ip: ClientIP, clock: ClockDep
 ) -> PasswordCheck:
     return PasswordCheck(passwords=passwords, settings=settings, ip=ip, now=clock())

@@ -15,7 +15,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from service.budget import budgeted
 from service.exceptions import Conflict
-from service.models import Todo, User, due_instant, utc_now
+from service.models import StoredTodo, Todo, User, due_instant, utc_now
 from service.pagination import InvalidCursorError
 
 # Normal reads never see tombstones (deleted todos kept for delta sync).
@@ -101,10 +101,17 @@ def _key_value_from_json(name: str, value: Any) -> Any:
     raise InvalidCursorError(name)
 
 
-def cursor_key(todo: Todo, keys: list[SortKey]) -> list[Any]:
-    """The JSON-ready sort key of `todo`, for the cursor of the page after it."""
-    stored = todo.model_dump(by_alias=True)
+def cursor_key(stored: StoredTodo, keys: list[SortKey]) -> list[Any]:
+    """The JSON-ready sort key of a listed todo, for the cursor of the page after it."""
     return [_key_value_to_json(stored[name]) for name, _ in keys]
+
+
+async def _find(query: dict[str, Any], keys: list[SortKey], limit: int) -> list[StoredTodo]:
+    """Up to `limit` stored todos matching `query`, in the order `keys`, as raw documents."""
+    sort = [(name, int(direction)) for name, direction in keys]
+    cursor = Todo.get_pymongo_collection().find(query, sort=sort, limit=limit)
+    documents: list[StoredTodo] = await cursor.to_list(limit)
+    return documents
 
 
 def parse_cursor_key(raw: list[Any], keys: list[SortKey]) -> list[Any]:
@@ -182,12 +189,12 @@ async def find_todos(
     order: SortOrder,
     limit: int,
     after: list[Any] | None = None,
-) -> list[Todo]:
+) -> list[StoredTodo]:
     """Up to `limit` of the owner's live todos matching `filters`, in the given order,
     after the sort key `after` (from a cursor) if given."""
     keys = sort_keys(sort, order)
     query = list_query(owner_id=owner_id, filters=filters, keys=keys, after=after)
-    return await Todo.find(query).sort(*keys).limit(limit).to_list()
+    return await _find(query, keys, limit)
 
 
 def _derived_due(due: str | None) -> dict[str, Any]:
@@ -247,12 +254,12 @@ async def _release_slots(owner_id: PydanticObjectId, count: int) -> None:
 @budgeted
 async def list_todos(
     *, owner_id: PydanticObjectId, limit: int, before: PydanticObjectId | None = None
-) -> list[Todo]:
+) -> list[StoredTodo]:
     """Up to `limit` of the owner's todos, newest first, older than `before` if given."""
     query: dict[str, Any] = {"owner_id": owner_id, **LIVE}
     if before is not None:
         query["_id"] = {"$lt": before}
-    return await Todo.find(query).sort(("_id", DESCENDING)).limit(limit).to_list()
+    return await _find(query, sort_keys(TodoSort.CREATED, SortOrder.DESC), limit)
 
 
 @budgeted
@@ -411,9 +418,9 @@ async def find_changes(
     include_deleted: bool,
     limit: int,
     after: list[Any] | None = None,
-) -> list[Todo]:
+) -> list[StoredTodo]:
     """The owner's todos (and tombstones if asked) changed in (since, until], in update order."""
     query = changes_query(
         owner_id=owner_id, since=since, until=until, include_deleted=include_deleted, after=after
     )
-    return await Todo.find(query).sort(*CHANGES_KEYS).limit(limit).to_list()
+    return await _find(query, CHANGES_KEYS, limit)

@@ -170,7 +170,7 @@ async def list_todos(
         if len(todos) > limit
         else None
     )
-    return TodoPage(items=[TodoPublic.from_document(t) for t in page], next_cursor=next_cursor)
+    return TodoPage(items=[TodoPublic.from_stored(t) for t in page], next_cursor=next_cursor)
 
 
 async def _list_changes(
@@ -264,7 +264,7 @@ async def list_my_todos(
 ) -> list[TodoPublic]:
     """Your newest todos as a bare JSON array (no paging), for simple clients."""
     todos = await crud.todos.list_todos(owner_id=id_of(user), limit=limit)
-    return [TodoPublic.from_document(t) for t in todos]
+    return [TodoPublic.from_stored(t) for t in todos]
 
 
 @router.post(
