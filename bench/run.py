@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--todos-per-user", type=int, default=200, help="default 200")
     add("--writers", type=int, default=16, help="users that POST todos (default 16)")
     add("--big-todos", type=int, default=1_000_000, help="scenario 8's collection size")
-    add("--fill-budget", type=float, default=300.0, help="max seconds to seed scenario 8")
+    add("--fill-budget", type=float, default=720.0, help="max seconds to seed scenario 8")
     add("--scenario8-concurrency", type=_int_list, help="default: 1 and the middle level")
     add("--login-concurrency", type=int, default=8, help="scenario 7's login connections")
     add("--repeat", type=int, default=1, help="extra passes at top concurrency (RSS growth)")
