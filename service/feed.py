@@ -29,7 +29,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
-from service.models import Todo
+from service.models import TODO_DEFAULTS
 from service.schemas import TodoPublic, TodoTombstone
 
 logger = logging.getLogger(__name__)
@@ -96,22 +96,22 @@ def to_change(event: dict[str, Any]) -> Change | None:
     document = event.get("fullDocument")
     if document is None:
         return None  # removed since (a tombstone's TTL): nothing left to report
-    todo = Todo.model_validate(document)
+    # Read as stored (no Todo built and dumped again): fields it lacks take the defaults.
+    stored = {**TODO_DEFAULTS, **document}
+    owner_id = PydanticObjectId(stored["owner_id"])
     updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
     token = event["_id"]["_data"]
     if updated.get("deleted_at") is not None:
         tombstone = TodoTombstone(
-            id=str(todo.id),
+            id=str(stored["_id"]),
             deleted_at=updated["deleted_at"],
-            version=updated.get("version", todo.version),
+            version=updated.get("version", stored["version"]),
         )
-        return Change("deleted", token, todo.owner_id, tombstone.model_dump(mode="json"))
-    if todo.deleted_at is not None:
+        return Change("deleted", token, owner_id, tombstone.model_dump(mode="json"))
+    if stored["deleted_at"] is not None:
         return None
     kind: EventKind = "created" if event["operationType"] == "insert" else "updated"
-    return Change(
-        kind, token, todo.owner_id, TodoPublic.from_document(todo).model_dump(mode="json")
-    )
+    return Change(kind, token, owner_id, TodoPublic.from_stored(stored).model_dump(mode="json"))
 
 
 @dataclass(eq=False)

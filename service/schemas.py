@@ -1,7 +1,7 @@
 """API schemas: what goes over the wire, kept apart from the stored documents."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -247,7 +247,12 @@ class TodoPublic(BaseModel):
 
     @classmethod
     def from_stored(cls, stored: StoredTodo) -> Self:
-        return cls.model_validate({**TODO_DEFAULTS, **stored, "id": str(stored["_id"])})
+        return cls.model_validate(_todo_fields(stored))
+
+
+def _todo_fields(stored: StoredTodo) -> dict[str, Any]:
+    """A stored todo's fields (defaults for those it lacks) with its id as the API's `id`."""
+    return {**TODO_DEFAULTS, **stored, "id": str(stored["_id"])}
 
 
 class TodoPage(BaseModel):
@@ -269,7 +274,7 @@ class TodoTombstone(BaseModel):
     def from_stored(cls, stored: StoredTodo) -> Self:
         if stored.get("deleted_at") is None:
             raise ValueError("not a tombstone")
-        return cls.model_validate({**TODO_DEFAULTS, **stored, "id": str(stored["_id"])})
+        return cls.model_validate(_todo_fields(stored))
 
 
 def todo_or_tombstone(stored: StoredTodo) -> "TodoPublic | TodoTombstone":
