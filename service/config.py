@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     login_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 900
     signup_max_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 20
     signup_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
+    # Email changes (PATCH /api/me with `email`) per user: every attempt counts, so a taken
+    # address's 409 can't be used to test many addresses.
+    email_change_max_per_user: Annotated[int, Field(ge=1, le=100_000)] = 10
+    email_change_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 24 * 3600
     # Comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[str, Field(max_length=10_000)] = ""
     # Deleted todos stay as tombstones this long, for delta sync (a TTL index removes them).

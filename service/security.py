@@ -57,6 +57,10 @@ class InvalidTokenError(Exception):
     """The token is missing a claim, expired, wrongly signed or otherwise unusable."""
 
 
+class ExpiredTokenError(InvalidTokenError):
+    """A token that would be valid but for its `exp`: the client should refresh."""
+
+
 def create_access_token(
     subject: str, settings: TokenSettings, *, session_id: str, now: datetime | None = None
 ) -> str:
@@ -76,24 +80,38 @@ def create_access_token(
 
 
 def decode_access_token(token: str, settings: TokenSettings) -> dict[str, Any]:
-    """The claims of a valid token; the algorithm is pinned, so `alg: none` never passes."""
+    """The claims of a valid token; the algorithm is pinned, so `alg: none` never passes.
+
+    ExpiredTokenError only for a token that is valid in every other way (signature, issuer,
+    audience, claims): telling a client to refresh is pointless for any other.
+    """
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.key,
-            algorithms=[JWT_ALGORITHM],
-            issuer=settings.issuer,
-            audience=settings.audience,
-            options={"require": REQUIRED_CLAIMS},
-        )
+        return _checked_claims(token, settings, verify_exp=True)
+    except jwt.ExpiredSignatureError as exc:
+        try:
+            _checked_claims(token, settings, verify_exp=False)
+        except jwt.PyJWTError as other:
+            raise InvalidTokenError(str(other)) from other
+        raise ExpiredTokenError(str(exc)) from exc
     except jwt.PyJWTError as exc:
         raise InvalidTokenError(str(exc)) from exc
+
+
+def _checked_claims(token: str, settings: TokenSettings, *, verify_exp: bool) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        settings.key,
+        algorithms=[JWT_ALGORITHM],
+        issuer=settings.issuer,
+        audience=settings.audience,
+        options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
+    )
     if not isinstance(claims.get("sub"), str):
-        raise InvalidTokenError("sub must be a string")
+        raise jwt.InvalidTokenError("sub must be a string")
     if claims.get("typ") != ACCESS_TOKEN_TYPE:
-        raise InvalidTokenError("not an access token")
+        raise jwt.InvalidTokenError("not an access token")
     if not isinstance(claims.get("sid"), str):
-        raise InvalidTokenError("sid must be a string")
+        raise jwt.InvalidTokenError("sid must be a string")
     return claims
 
 

@@ -5,6 +5,7 @@ import pytest
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from service.security import (
+    ExpiredTokenError,
     InvalidTokenError,
     PasswordHasher,
     TokenSettings,
@@ -66,12 +67,24 @@ def test_two_tokens_have_different_ids() -> None:
     assert first["jti"] != second["jti"]
 
 
-def test_an_expired_token_is_refused() -> None:
+def test_an_expired_token_is_refused_as_expired() -> None:
     token = create_access_token(
         "abc", TOKENS, session_id=SESSION_ID, now=datetime.now(UTC) - timedelta(minutes=10)
     )
-    with pytest.raises(InvalidTokenError):
+    with pytest.raises(ExpiredTokenError):
         decode_access_token(token, TOKENS)
+
+
+def test_an_expired_token_with_another_flaw_is_not_called_expired() -> None:
+    wrong_issuer = TokenSettings(
+        key=TOKENS.key, issuer="someone-else", audience=TOKENS.audience, expires=TOKENS.expires
+    )
+    token = create_access_token(
+        "abc", wrong_issuer, session_id=SESSION_ID, now=datetime.now(UTC) - timedelta(minutes=10)
+    )
+    with pytest.raises(InvalidTokenError) as refused:
+        decode_access_token(token, TOKENS)
+    assert not isinstance(refused.value, ExpiredTokenError)
 
 
 def test_a_token_with_a_non_string_subject_is_refused() -> None:

@@ -18,7 +18,13 @@ from service.exceptions import NotFound, Unauthorized
 from service.feed import ChangeFeed
 from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
 from service.request_context import bind_user
-from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
+from service.security import (
+    ExpiredTokenError,
+    InvalidTokenError,
+    PasswordHasher,
+    TokenSettings,
+    decode_access_token,
+)
 
 # auto_error=False: a missing token goes through Unauthorized, like every other 401.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/token", auto_error=False)
@@ -74,11 +80,18 @@ async def get_user_agent(request: Request) -> str:
 UserAgent = Annotated[str, Depends(get_user_agent)]
 
 
-async def get_authenticated(
-    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
-) -> Authenticated:
-    """The user and session of a valid access token; 401 for any unusable token.
+TOKEN_EXPIRED = "Token expired"  # noqa: S105 -- an error message
+# RFC 6750: tells the client this token is done for (here: refresh it), not that it sent none.
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
+
+async def _authenticate(
+    token: str | None, tokens: TokenSettings, clock: Clock
+) -> tuple[Authenticated, datetime]:
+    """The user and session of a valid access token, and when the token expires.
+
+    401 for any unusable token: "Token expired" (with `error="invalid_token"`) for one that is
+    valid but for its expiry, so that clients know to refresh; the generic text otherwise.
     One aggregate on sessions (by _id) with a $lookup of the user (by _id): a logged-out,
     expired or deleted session, or a deleted user, is refused on the very next request.
     """
@@ -88,12 +101,22 @@ async def get_authenticated(
         claims = decode_access_token(token, tokens)
         user_id = PydanticObjectId(claims["sub"])
         session_id = PydanticObjectId(claims["sid"])
+    except ExpiredTokenError as exc:
+        raise Unauthorized(TOKEN_EXPIRED, headers=INVALID_TOKEN) from exc
     except (InvalidTokenError, InvalidId) as exc:
         raise Unauthorized from exc
     found = await crud.sessions.authenticate(session_id=session_id, user_id=user_id, now=clock())
     if found is None:
         raise Unauthorized
     bind_user(str(user_id))
+    return found, datetime.fromtimestamp(claims["exp"], UTC)
+
+
+async def get_authenticated(
+    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
+) -> Authenticated:
+    """The user and session of a valid access token; 401 for any unusable token."""
+    found, _ = await _authenticate(token, tokens, clock)
     return found
 
 
@@ -172,16 +195,12 @@ class StreamAccess:
     until: datetime
 
 
-def _token_expiry(token: str, tokens: TokenSettings) -> datetime:
-    # Only called on a token get_current_user has accepted, so its claims are valid.
-    return datetime.fromtimestamp(decode_access_token(token, tokens)["exp"], UTC)
-
-
 async def get_token_access(
-    user: CurrentUser, token: BearerToken, tokens: TokenSettingsDep
+    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
 ) -> StreamAccess:
-    """The current user, and when their access token expires."""
-    return StreamAccess(user_id=id_of(user), until=_token_expiry(token or "", tokens))
+    """The current user, and when their access token expires (the token is decoded once)."""
+    auth, until = await _authenticate(token, tokens, clock)
+    return StreamAccess(user_id=id_of(auth.user), until=until)
 
 
 TICKET_MAX_LENGTH = 128
@@ -201,8 +220,7 @@ async def get_stream_access(
 ) -> StreamAccess:
     """Access to the change feed: by a one-time ticket (EventSource) or a bearer token."""
     if ticket is None:
-        auth = await get_authenticated(token, tokens, clock)
-        return StreamAccess(user_id=id_of(auth.user), until=_token_expiry(token or "", tokens))
+        return await get_token_access(token, tokens, clock)
     redeemed = await crud.tickets.redeem_ticket(ticket=ticket)
     if redeemed is None:
         raise Unauthorized("Invalid, expired or already used ticket")

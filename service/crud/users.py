@@ -11,12 +11,12 @@ from service.budget import budgeted
 from service.crud import sessions
 from service.db import supports_transactions
 from service.exceptions import Conflict
-from service.models import Session, Todo, User
+from service.models import EventTicket, IdempotencyKey, Session, Todo, User
 
 
 @budgeted
 async def create_user(*, email: str, fname: str, lname: str, hashed_password: str) -> User:
-    """Insert a user; Conflict if the (lower-cased) email is taken."""
+    """Insert a user; Conflict if the (normalised) email is taken."""
     user = User(email=email, fname=fname, lname=lname, hashed_password=hashed_password)
     try:
         # The unique index decides: a check-then-insert would race with a parallel signup.
@@ -34,7 +34,7 @@ async def get_user(*, user_id: PydanticObjectId) -> User | None:
 
 @budgeted
 async def get_user_by_email(*, email: str) -> User | None:
-    """The user with this (lower-cased) email, if any."""
+    """The user with this (normalised: schemas.normalise_email) email, if any."""
     return await User.find_one(User.email == email)
 
 
@@ -67,16 +67,20 @@ async def change_password(
 
 @budgeted
 async def delete_user(*, user_id: PydanticObjectId) -> None:
-    """Delete the user with their todos and sessions; in a transaction where the server has them.
+    """Delete the user with everything of theirs; in a transaction where the server has them.
 
-    Without transactions (a standalone server), sessions go first, so the user's tokens stop
-    working at once, and the user last, so an interrupted deletion leaves an account that can
-    log in and delete itself again rather than todos nobody owns.
+    Sessions, event tickets, idempotency records (they hold a copy of each todo created with
+    a key), todos, then the user. Without transactions (a standalone server), sessions go
+    first, so the user's tokens stop working at once, and the user last, so an interrupted
+    deletion leaves an account that can log in and delete itself again rather than todos
+    nobody owns.
     """
     users = User.get_pymongo_collection()
     database = users.database
     steps = [
         (Session.get_pymongo_collection(), {"user_id": user_id}),
+        (EventTicket.get_pymongo_collection(), {"owner_id": user_id}),
+        (IdempotencyKey.get_pymongo_collection(), {"owner_id": user_id}),
         (Todo.get_pymongo_collection(), {"owner_id": user_id}),
         (users, {"_id": user_id}),
     ]

@@ -21,7 +21,13 @@ from service.api.throttling import LoginThrottle
 from service.crud.sessions import RefreshOutcome
 from service.exceptions import TooManyRequests, Unauthorized, error_responses
 from service.models import id_of
-from service.schemas import EMAIL_MAX_LENGTH, PASSWORD_MAX_LENGTH, RefreshRequest, Token
+from service.schemas import (
+    EMAIL_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    RefreshRequest,
+    Token,
+    normalise_email,
+)
 from service.security import (
     DUMMY_HASH,
     TokenSettings,
@@ -67,7 +73,7 @@ async def login(
     many failures for one email or from one address, logins are refused with 429 (and
     `Retry-After`) until the window has passed.
     """
-    email = username.strip().lower()
+    email = normalise_email(username.strip())  # as signup stored it
     now = clock()
     throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=now)
     email_counted = await throttle.check()

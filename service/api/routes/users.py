@@ -1,10 +1,16 @@
 """Signing up, and reading, editing and deleting one's own account."""
 
-from fastapi import APIRouter, status
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from beanie import PydanticObjectId
+from fastapi import APIRouter, Depends, status
 
 from service import crud
-from service.api.deps import CurrentUser, PasswordHasherDep
+from service.api.deps import ClockDep, CurrentUser, PasswordHasherDep, SettingsDep
 from service.api.throttling import PasswordCheckDep, SignupLimit
+from service.config import Settings
 from service.exceptions import (
     BadRequest,
     Conflict,
@@ -20,6 +26,42 @@ router = APIRouter(tags=["users"])
 # Errors of the routes that ask for the current password.
 PASSWORD_CHECKED = error_responses(Unauthorized, BadRequest, TooManyRequests)
 
+# Throttle kind (crud.throttle) of email changes, counted per user id.
+EMAIL_CHANGE_USER = "email-change-user"
+
+
+@dataclass(frozen=True, slots=True)
+class EmailChangeLimit:
+    """Email change attempts per user within EMAIL_CHANGE_WINDOW_SECONDS.
+
+    A change to a taken address answers 409 (it can't pretend to succeed), which tells the
+    caller that the address has an account: counting every attempt, before anything else is
+    checked, bounds how many addresses one account can test.
+    """
+
+    settings: Settings
+    now: datetime
+
+    async def __call__(self, user_id: PydanticObjectId) -> None:
+        """Count this attempt (atomically, so parallel ones can't slip past); 429 past the max."""
+        count = await crud.throttle.hit(
+            kind=EMAIL_CHANGE_USER,
+            subject=str(user_id),
+            now=self.now,
+            window=timedelta(seconds=self.settings.email_change_window_seconds),
+        )
+        if count.hits > self.settings.email_change_max_per_user:
+            raise TooManyRequests(
+                "Too many email changes; try again later", retry_after=count.retry_after(self.now)
+            )
+
+
+async def get_email_change_limit(settings: SettingsDep, clock: ClockDep) -> EmailChangeLimit:
+    return EmailChangeLimit(settings=settings, now=clock())
+
+
+EmailChangeLimitDep = Annotated[EmailChangeLimit, Depends(get_email_change_limit)]
+
 
 @router.post(
     "/users",
@@ -30,7 +72,7 @@ PASSWORD_CHECKED = error_responses(Unauthorized, BadRequest, TooManyRequests)
 async def create_user(
     body: UserCreate, passwords: PasswordHasherDep, _limit: SignupLimit
 ) -> UserPublic:
-    """Create an account; the email is stored lower-cased and must not be taken.
+    """Create an account; the email is stored normalised (NFKC, lower-case), and if taken → 409.
 
     Signups are limited per client address (SIGNUP_MAX_PER_IP per SIGNUP_WINDOW_SECONDS).
     """
@@ -55,12 +97,20 @@ async def read_me(user: CurrentUser) -> UserPublic:
     responses=error_responses(Unauthorized, BadRequest, Conflict, TooManyRequests),
 )
 async def update_me(
-    body: UserUpdate, user: CurrentUser, check_password: PasswordCheckDep
+    body: UserUpdate,
+    user: CurrentUser,
+    limit_email_changes: EmailChangeLimitDep,
+    check_password: PasswordCheckDep,
 ) -> UserPublic:
-    """Change your names and/or email; a new email needs `current_password` (400 if wrong)."""
+    """Change your names and/or email; a new email needs `current_password` (400 if wrong).
+
+    A taken email is a 409. Email changes are limited per account (EMAIL_CHANGE_MAX_PER_USER
+    attempts per EMAIL_CHANGE_WINDOW_SECONDS, whatever their outcome; then 429).
+    """
     changes = body.model_dump(exclude_unset=True, exclude={"current_password"})
     if "email" in changes:
         assert body.current_password is not None  # noqa: S101 -- UserUpdate requires it
+        await limit_email_changes(id_of(user))
         await check_password(user, body.current_password)
     if not changes:
         return UserPublic.from_document(user)

@@ -1,5 +1,7 @@
 """PATCH /api/me, PUT /api/me/password and DELETE /api/me."""
 
+import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -9,9 +11,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from service import crud
 from service.db import MongoDatabase, supports_transactions
-from service.models import Session, Todo, User
+from service.models import EventTicket, IdempotencyKey, Session, Todo, User
 from tests.utils import (
     DEFAULT_PASSWORD,
+    FakeClock,
     UserAccount,
     create_account,
     create_todo,
@@ -96,6 +99,75 @@ async def test_patch_me_to_a_taken_email_is_409(client: AsyncClient) -> None:
     )
     assert response.status_code == 409
     assert response.json() == {"detail": "Email already registered."}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"email_change_max_per_user": 3}])
+async def test_email_changes_are_limited_per_user_whatever_their_outcome(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    account = await create_account(client)
+    taken = (await sign_up(client))["email"]
+    outcomes = [
+        await patch_me(client, account, email=taken, current_password=DEFAULT_PASSWORD),
+        await patch_me(client, account, email=new_email(), current_password="wrong password"),
+        await patch_me(client, account, email=new_email(), current_password=DEFAULT_PASSWORD),
+    ]
+    assert [response.status_code for response in outcomes] == [409, 400, 200]
+    clock.advance(hours=1)
+    blocked = await patch_me(client, account, email=new_email(), current_password=DEFAULT_PASSWORD)
+    assert blocked.status_code == 429
+    assert blocked.json() == {"detail": "Too many email changes; try again later"}
+    assert blocked.headers["retry-after"] == str(23 * 3600)
+    # Names can still change; another account has its own count; the window ends.
+    assert (await patch_me(client, account, fname="Ada")).status_code == 200
+    other = await create_account(client)
+    free = await patch_me(client, other, email=new_email(), current_password=DEFAULT_PASSWORD)
+    assert free.status_code == 200
+    clock.advance(hours=23)
+    again = await patch_me(client, account, email=new_email(), current_password=DEFAULT_PASSWORD)
+    assert again.status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"email_change_max_per_user": 2}])
+async def test_parallel_email_changes_cannot_probe_past_the_limit(client: AsyncClient) -> None:
+    account = await create_account(client)
+    taken = [(await sign_up(client))["email"] for _ in range(2)]
+    probes = [*taken, *(new_email() for _ in range(6))]
+    responses = await asyncio.gather(
+        *(patch_me(client, account, email=e, current_password=DEFAULT_PASSWORD) for e in probes)
+    )
+    statuses = Counter(response.status_code for response in responses)
+    # Never more than the limit get through. (crud.throttle.hit reads the count back after
+    # its $inc, so a racing request may see a later count: fewer may get through, not more.)
+    assert 1 <= statuses[200] + statuses[409] <= 2
+    assert statuses[429] == len(probes) - statuses[200] - statuses[409]
+
+
+@pytest.mark.parametrize(
+    ("email", "why"),
+    [
+        pytest.param("\u0440aypal@example.com", "local part mixes Cyrillic and Latin", id="local"),
+        pytest.param("paypal@ex\u0430mple.com", "domain mixes Cyrillic and Latin", id="domain"),
+        pytest.param("g\u03bfogle@example.com", "local part mixes Greek and Latin", id="greek"),
+    ],
+)
+async def test_patch_me_refuses_an_email_mixing_scripts(
+    client: AsyncClient, email: str, why: str
+) -> None:
+    account = await create_account(client)
+    response = await patch_me(client, account, email=email, current_password=DEFAULT_PASSWORD)
+    assert response.status_code == 422
+    assert why in response.json()["detail"][0]["msg"]
+    assert (await client.get("/api/me", headers=account.headers)).json()["email"] == account.email
+
+
+async def test_patch_me_stores_the_email_normalised(client: AsyncClient) -> None:
+    account = await create_account(client)
+    fullwidth = "\uff2e\uff25\uff37@Example.COM"  # NEW in fullwidth letters
+    response = await patch_me(client, account, email=fullwidth, current_password=DEFAULT_PASSWORD)
+    assert response.status_code == 200
+    assert response.json()["email"] == "new@example.com"
+    assert await login_status(client, "new@example.com", DEFAULT_PASSWORD) == 200
 
 
 @pytest.mark.parametrize(
@@ -195,6 +267,29 @@ async def test_delete_me_removes_the_user_todos_and_sessions(client: AsyncClient
     assert (await client.get("/api/todos", headers=bystander.headers)).json()["items"]
 
 
+async def test_delete_me_removes_its_idempotency_records_and_tickets(
+    client: AsyncClient,
+) -> None:
+    # An idempotency record keeps a copy of the todo it created (its text) for 24 hours.
+    account = await create_account(client)
+    bystander = await create_account(client)
+    for user in (account, bystander):
+        headers = {**user.headers, "Idempotency-Key": "key-1"}
+        response = await client.post("/api/todos", json={"text": "secret"}, headers=headers)
+        assert response.status_code == 201
+        ticket = await client.post("/api/todos/events/ticket", headers=user.headers)
+        assert ticket.status_code == 201
+    user_id = PydanticObjectId(account.id)
+    assert await IdempotencyKey.find({"owner_id": user_id}).count() == 1
+
+    assert (await delete_me(client, account.headers, DEFAULT_PASSWORD)).status_code == 204
+    assert await IdempotencyKey.find({"owner_id": user_id}).count() == 0
+    assert await EventTicket.find({"owner_id": user_id}).count() == 0
+    others = PydanticObjectId(bystander.id)
+    assert await IdempotencyKey.find({"owner_id": others}).count() == 1
+    assert await EventTicket.find({"owner_id": others}).count() == 1
+
+
 async def test_deleted_email_can_sign_up_again(client: AsyncClient) -> None:
     account = await create_account(client)
     await delete_me(client, account.headers, DEFAULT_PASSWORD)
@@ -231,11 +326,12 @@ async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account = await create_account(client)
-    await create_todo(client, account)
+    headers = {**account.headers, "Idempotency-Key": "key-1"}
+    assert (await client.post("/api/todos", json={"text": "x"}, headers=headers)).status_code == 201
     real_delete_many = AsyncCollection.delete_many
 
     async def failing_on_users(self: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
-        # Sessions and todos are deleted first, inside the transaction; then this fails.
+        # Everything else is deleted first, inside the transaction; then this fails.
         assert kwargs.get("session") is not None, "deletion ran outside a transaction"
         if self.name == "users":
             raise RuntimeError("simulated failure before the last step")
@@ -246,7 +342,8 @@ async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
     with pytest.raises(RuntimeError, match="simulated failure"):
         await crud.users.delete_user(user_id=user_id)
     monkeypatch.undo()
-    # Rolled back: the sessions and todos deleted before the failure are all still there.
+    # Rolled back: what was deleted before the failure is all still there.
     assert await Session.find({"user_id": user_id}).count() == 1
+    assert await IdempotencyKey.find({"owner_id": user_id}).count() == 1
     assert await Todo.find({"owner_id": user_id}).count() == 1
     assert (await client.get("/api/todos", headers=account.headers)).json()["items"]
