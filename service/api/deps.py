@@ -16,7 +16,7 @@ from service.crud.sessions import Authenticated
 from service.etags import if_match_versions
 from service.exceptions import NotFound, Unauthorized
 from service.feed import ChangeFeed
-from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
+from service.models import USER_AGENT_MAX_LENGTH, Clock, SessionKey, Todo, User, id_of
 from service.request_context import bind_user
 from service.security import InvalidTokenError, PasswordHasher, TokenSettings, decode_access_token
 
@@ -166,22 +166,28 @@ FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
 
 @dataclass(frozen=True, slots=True)
 class StreamAccess:
-    """Who may read a change feed stream, and until when (their access token's expiry)."""
+    """Who may read a change feed stream, on which session, and until when (their access
+    token's expiry). Whether the session is still active is checked when the stream opens."""
 
     user_id: PydanticObjectId
+    session_id: SessionKey
     until: datetime
 
 
 def _token_expiry(token: str, tokens: TokenSettings) -> datetime:
-    # Only called on a token get_current_user has accepted, so its claims are valid.
+    # Only called on a token get_authenticated has accepted, so its claims are valid.
     return datetime.fromtimestamp(decode_access_token(token, tokens)["exp"], UTC)
 
 
 async def get_token_access(
-    user: CurrentUser, token: BearerToken, tokens: TokenSettingsDep
+    auth: CurrentAuth, token: BearerToken, tokens: TokenSettingsDep
 ) -> StreamAccess:
-    """The current user, and when their access token expires."""
-    return StreamAccess(user_id=id_of(user), until=_token_expiry(token or "", tokens))
+    """The current user and session, and when their access token expires."""
+    return StreamAccess(
+        user_id=id_of(auth.user),
+        session_id=auth.session_id,
+        until=_token_expiry(token or "", tokens),
+    )
 
 
 TICKET_MAX_LENGTH = 128
@@ -202,11 +208,17 @@ async def get_stream_access(
     """Access to the change feed: by a one-time ticket (EventSource) or a bearer token."""
     if ticket is None:
         auth = await get_authenticated(token, tokens, clock)
-        return StreamAccess(user_id=id_of(auth.user), until=_token_expiry(token or "", tokens))
+        return StreamAccess(
+            user_id=id_of(auth.user),
+            session_id=auth.session_id,
+            until=_token_expiry(token or "", tokens),
+        )
     redeemed = await crud.tickets.redeem_ticket(ticket=ticket)
     if redeemed is None:
         raise Unauthorized("Invalid, expired or already used ticket")
-    return StreamAccess(user_id=redeemed.owner_id, until=redeemed.stream_until)
+    return StreamAccess(
+        user_id=redeemed.owner_id, session_id=redeemed.session_id, until=redeemed.stream_until
+    )
 
 
 TokenAccess = Annotated[StreamAccess, Depends(get_token_access)]

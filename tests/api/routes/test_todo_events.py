@@ -31,7 +31,11 @@ async def server(
     wire_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveServer]:
     async with live_server(
-        wire_url, tmp_path_factory.mktemp("events"), FEED_HEARTBEAT_SECONDS="0.3"
+        wire_url,
+        tmp_path_factory.mktemp("events"),
+        FEED_HEARTBEAT_SECONDS="0.3",
+        # The 200-subscriber test opens them all as one user.
+        MAX_STREAMS_PER_USER="200",
     ) as running:
         yield running
 
@@ -270,11 +274,18 @@ async def open_streams(
     http: AsyncClient, user: UserAccount, count: int
 ) -> AsyncIterator[list[EventReader]]:
     async with AsyncExitStack() as stack:
-        readers = await asyncio.gather(
-            *(stack.enter_async_context(events(http, user.headers)) for _ in range(count))
-        )
-        await asyncio.gather(*(opened(reader) for reader in readers))
-        yield list(readers)
+        readers: list[EventReader] = []
+        # In waves: opening a stream takes a few database calls (session, stream slot).
+        for wave in range(0, count, 25):
+            opening = await asyncio.gather(
+                *(
+                    stack.enter_async_context(events(http, user.headers))
+                    for _ in range(min(25, count - wave))
+                )
+            )
+            await asyncio.gather(*(opened(reader) for reader in opening))
+            readers.extend(opening)
+        yield readers
 
 
 async def test_shutdown_closes_open_streams_cleanly(wire_url: str, tmp_path: Path) -> None:
