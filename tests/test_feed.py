@@ -281,11 +281,10 @@ class BatchCounter(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         command = event.command
-        if event.command_name == "aggregate" and "fullDocument.owner_id" in str(
-            command.get("pipeline")
+        catching_up = "fullDocument.owner_id" in str(command.get("pipeline"))
+        if (event.command_name == "aggregate" and catching_up) or (
+            event.command_name == "getMore" and command["getMore"] in self._cursors
         ):
-            self._opening.add(event.request_id)
-        elif event.command_name == "getMore" and command["getMore"] in self._cursors:
             self._opening.add(event.request_id)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:

@@ -9,7 +9,6 @@ slot the unique `_id` lets exactly one win. The worker renews its leases while i
 free themselves when their lease runs out (LEASE).
 """
 
-import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +41,7 @@ async def take_slot(
     is held, the ones still free are read and tried in turn.
     """
     slot_ids = [f"{user_id}:{n}" for n in range(max_per_user)]
-    lease = await _lease(random.choice(slot_ids), worker=worker, now=now)
+    lease = await _lease(secrets.choice(slot_ids), worker=worker, now=now)
     if lease is not None:
         return lease
     # The user's slots are the ids "<user id>:..." (";" sorts right after ":"): one range of
@@ -56,7 +55,7 @@ async def take_slot(
     }
     free = [slot_id for slot_id in slot_ids if slot_id not in held]
     # In random order: parallel requests mostly try different slots instead of racing.
-    random.shuffle(free)
+    secrets.SystemRandom().shuffle(free)
     for slot_id in free:
         lease = await _lease(slot_id, worker=worker, now=now)
         if lease is not None:
