@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from beanie import PydanticObjectId
+from bson import Timestamp
 from pymongo import AsyncMongoClient, monitoring
 
 from service.crud import streams
@@ -25,7 +26,7 @@ from service.feed import (
     parse_resume_token,
     to_change,
 )
-from service.models import Todo, utc_now
+from service.models import Session, Todo, User, id_of, utc_now
 from tests.mongomock_compat import mock_database
 
 
@@ -72,6 +73,14 @@ def test_an_insert_is_created_with_the_todo() -> None:
     assert (change.kind, change.token, change.owner_id) == ("created", "8200AB", OWNER)
     assert change.data["id"] == str(TODO_ID)
     assert change.data["version"] == 1
+
+
+def test_a_change_carries_its_cluster_time() -> None:
+    raw = event("insert", document())
+    raw["clusterTime"] = Timestamp(1_800_000_000, 7)
+    change = to_change(raw)
+    assert change is not None
+    assert change.cluster_time == Timestamp(1_800_000_000, 7)
 
 
 def test_an_update_is_updated() -> None:
@@ -370,3 +379,38 @@ async def test_renewed_slots_stay_held(database: MongoDatabase) -> None:
     await streams.renew_slots(worker="alive", now=now + streams.LEASE)
     later = now + streams.LEASE + timedelta(seconds=1)
     assert await streams.take_slot(user_id=OWNER, max_per_user=1, worker="w", now=later) is None
+
+
+# ---- the session a stream runs on ----
+
+
+async def test_a_stream_needs_an_active_session_of_an_existing_user(
+    database: MongoDatabase,
+) -> None:
+    await init_db(database)
+    now = utc_now()
+    user = User(email="feed@example.com", fname="F", lname="S", hashed_password="x")
+    await user.insert()
+
+    async def session(**fields: Any) -> PydanticObjectId:
+        values: dict[str, Any] = {"expires_at": now + timedelta(days=1), **fields}
+        stored = Session(
+            user_id=id_of(user),
+            created_at=now,
+            last_used_at=now,
+            refresh_hash=uuid.uuid4().hex,
+            **values,
+        )
+        await stored.insert()
+        return id_of(stored)
+
+    active = await session()
+    assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) == (
+        now + timedelta(days=1)
+    )
+    for ended in [await session(revoked=True), await session(expires_at=now)]:
+        assert await streams.session_expiry(session_id=ended, user_id=id_of(user), now=now) is None
+    # Someone else's session, or a deleted user's, doesn't count either.
+    assert await streams.session_expiry(session_id=active, user_id=OWNER, now=now) is None
+    await user.delete()
+    assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) is None
