@@ -1,12 +1,13 @@
 """The live change feed of your todos, as server-sent events."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, status
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from service import crud
 from service.api.deps import ClockDep, FeedDep, SettingsDep, StreamAccessDep, TokenAccess
@@ -22,7 +23,6 @@ from service.feed import (
     RESUME_TOKEN_PATTERN,
     REVOKED_FRAME,
     CatchUp,
-    ChangeFeed,
     InvalidResumeTokenError,
     ResumeTokenTooOldError,
     Subscription,
@@ -189,22 +189,45 @@ async def todo_events(
         feed.unsubscribe(subscription)
         raise
     ready_id = last_event_id or subscription.token or ""
-    return StreamingResponse(
+
+    def release() -> None:
+        if catch_up is not None:
+            feed.discard(catch_up)
+        feed.unsubscribe(subscription)
+
+    return EventStreamResponse(
         _events(
-            feed,
             subscription,
             catch_up,
             ready_id=ready_id,
             until=min(access.until, session_until),
             heartbeat=settings.feed_heartbeat_seconds,
         ),
+        release=release,
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
 
 
+class EventStreamResponse(StreamingResponse):
+    """A streaming response that calls `release` however it ends: finished, cancelled by a
+    disconnect, or failed before its body even started (a generator that never ran can't
+    clean up after itself, and its subscription would hold a stream slot for good)."""
+
+    def __init__(
+        self, content: AsyncIterator[str], *, release: Callable[[], None], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 async def _events(
-    feed: ChangeFeed,
     subscription: Subscription,
     catch_up: CatchUp | None,
     *,
@@ -212,37 +235,32 @@ async def _events(
     until: datetime,
     heartbeat: float,
 ) -> AsyncIterator[str]:
-    try:
-        resumed = catch_up is not None and catch_up.behind
-        yield sse_frame("ready", ready_id, ReadyEventData(resumed=resumed).model_dump_json())
-        if catch_up is not None:
-            async for change in catch_up.changes():
-                if subscription.revoked:
-                    break
-                yield change.frame()
+    resumed = catch_up is not None and catch_up.behind
+    yield sse_frame("ready", ready_id, ReadyEventData(resumed=resumed).model_dump_json())
+    if catch_up is not None:
+        async for change in catch_up.changes():
+            if subscription.revoked:
+                break
+            yield change.frame()
+        if subscription.revoked:
+            yield REVOKED_FRAME
+            return
+        if catch_up.truncated:
+            return  # FEED_CATCH_UP_LIMIT changes sent: the client resumes from the last
+    while True:
+        remaining = (until - utc_now()).total_seconds()
+        if remaining <= 0:
+            return  # the access token expired: the client reconnects with a fresh one
+        try:
+            item = await asyncio.wait_for(subscription.queue.get(), min(heartbeat, remaining))
+        except TimeoutError:
+            if utc_now() < until:
+                yield ": heartbeat\n\n"
+            continue
+        if item is None:
             if subscription.revoked:
                 yield REVOKED_FRAME
-                return
-            if catch_up.truncated:
-                return  # FEED_CATCH_UP_LIMIT changes sent: the client resumes from the last
-        while True:
-            remaining = (until - utc_now()).total_seconds()
-            if remaining <= 0:
-                return  # the access token expired: the client reconnects with a fresh one
-            try:
-                item = await asyncio.wait_for(subscription.queue.get(), min(heartbeat, remaining))
-            except TimeoutError:
-                if utc_now() < until:
-                    yield ": heartbeat\n\n"
-                continue
-            if item is None:
-                if subscription.revoked:
-                    yield REVOKED_FRAME
-                return  # revoked, shutdown, or too slow a reader: the client resumes
-            if catch_up is not None and catch_up.covers(item):
-                continue  # the catch-up covered it
-            yield item.frame()
-    finally:
-        if catch_up is not None:
-            feed.discard(catch_up)
-        feed.unsubscribe(subscription)
+            return  # revoked, shutdown, or too slow a reader: the client resumes
+        if catch_up is not None and catch_up.covers(item):
+            continue  # the catch-up covered it
+        yield item.frame()

@@ -15,7 +15,9 @@ import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from starlette.requests import ClientDisconnect
 
+from service.api.routes.events import EventStreamResponse
 from service.config import Settings
 from service.main import create_app
 from service.security import TokenSettings, create_access_token
@@ -503,3 +505,23 @@ async def test_without_change_streams_the_feed_is_503(settings: Settings) -> Non
         assert "change streams" in response.json()["detail"]
         ticket = await client.post("/api/todos/events/ticket", headers=user.headers)
         assert ticket.status_code == 201
+
+
+async def test_a_response_that_never_starts_still_releases_its_stream() -> None:
+    released: list[bool] = []
+    started: list[bool] = []
+
+    async def body() -> AsyncIterator[str]:
+        started.append(True)
+        yield "event: ready\n\n"
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        raise OSError("the client is gone")
+
+    response = EventStreamResponse(body(), release=lambda: released.append(True))
+    with pytest.raises(ClientDisconnect):
+        await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+    assert (started, released) == ([], [True])
