@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # A client further behind than this many changes can't resume the feed (410): it uses
     # delta sync instead of making the server replay an unbounded backlog.
     feed_catch_up_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    # Open change feed streams: per user across every worker (429 past it), and per worker
+    # process (503 past it; each stream costs a queue and a connection, not a database call).
+    max_streams_per_user: Annotated[int, Field(ge=1, le=1000)] = 5
+    max_streams_per_worker: Annotated[int, Field(ge=1, le=100_000)] = 1000
     # Resilience: no request waits on a dead database for more than about 3 s in all.
     mongodb_connect_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 2000
     mongodb_socket_timeout_ms: Annotated[int, Field(ge=100, le=300_000)] = 10_000

@@ -14,7 +14,15 @@ from pymongo.errors import PyMongoError
 from pymongo.monitoring import CommandListener
 
 from service.config import Settings
-from service.models import EventTicket, IdempotencyKey, Session, ThrottleCounter, Todo, User
+from service.models import (
+    EventTicket,
+    FeedStreamSlot,
+    IdempotencyKey,
+    Session,
+    ThrottleCounter,
+    Todo,
+    User,
+)
 
 DOCUMENT_MODELS: list[type[Document]] = [
     User,
@@ -23,6 +31,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     ThrottleCounter,
     IdempotencyKey,
     EventTicket,
+    FeedStreamSlot,
 ]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]

@@ -3,11 +3,15 @@
 `ChangeFeed` is started and stopped by the app's lifespan. It watches the todos collection
 once and hands each change to the subscribers of the todo's owner (bounded queues; a
 subscriber that can't keep up is closed and resumes with its Last-Event-ID). A resuming client
-first catches up on a change stream of its own (filtered by owner on the server) and then
-reads the shared one, skipping what the catch-up already gave it.
+first catches up on a change stream of its own (filtered by owner on the server), read one
+batch at a time, and then reads the shared one, skipping what the catch-up already covered.
 
-The feed runs outside any request, so no per-request database time budget applies to it; the
-catch-up runs in a fresh context for the same reason.
+It also watches the sessions collection: when a session is revoked or deleted (logout,
+password change, account deletion, on any worker), the streams running on it end with an
+`event: revoked` frame. Each open stream holds one of its user's slots (crud.streams), leased
+in MongoDB and renewed by the feed while the stream runs.
+
+The feed runs outside any request, so no per-request database time budget applies to it.
 """
 
 import asyncio
@@ -16,21 +20,25 @@ import contextvars
 import json
 import logging
 import re
+import secrets
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal
 
 import pymongo
 from beanie import PydanticObjectId
+from bson import Timestamp
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
-from service.models import TODO_DEFAULTS
-from service.schemas import TodoPublic, TodoTombstone
+from service.crud import streams
+from service.crud.streams import SlotLease
+from service.models import TODO_DEFAULTS, SessionKey, utc_now
+from service.schemas import RevokedEventData, TodoPublic, TodoTombstone
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +50,24 @@ _HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost
 _OPERATIONS: dict[str, Any] = {
     "$match": {"operationType": {"$in": ["insert", "update", "replace"]}}
 }
+# Session changes that end the streams running on the session: revoked, or deleted (account
+# deletion, or the TTL monitor once it expired).
+_SESSION_ENDS: dict[str, Any] = {
+    "$match": {
+        "$or": [
+            {"operationType": "delete"},
+            {"updateDescription.updatedFields.revoked": True},
+        ]
+    }
+}
 RETRY_DELAY = 1.0
+# A resuming client's backlog is read (and held) this many events at a time.
+CATCH_UP_BATCH = 100
+# How often a worker renews the leases of its users' stream slots (well within their LEASE).
+LEASE_RENEWAL_SECONDS = streams.LEASE.total_seconds() / 3
+# Sessions are re-checked by query in chunks of this many ids (only after the session watch
+# had to reconnect: an $in of many ids is slow on SecantusDB).
+SESSION_CHECK_CHUNK = 100
 # On stop: how often to repeat the cancellation of the feed task, and how long closing the
 # change stream may take (with the database down it would wait a server selection timeout).
 STOP_POLL_SECONDS = 0.1
@@ -61,22 +86,44 @@ class ResumeTokenTooOldError(Exception):
     """The server no longer has the history after that resume token."""
 
 
+class WorkerStreamsFullError(Exception):
+    """This worker already serves MAX_STREAMS_PER_WORKER streams."""
+
+
+class UserStreamsFullError(Exception):
+    """The user already has MAX_STREAMS_PER_USER open streams (on any worker)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change to a todo, ready to send: kind, resume token, owner and JSON data."""
+    """One change to a todo, ready to send: kind, resume token, owner and JSON data.
+
+    `cluster_time` orders it among the other changes (a resume token's bytes don't, on every
+    server): the feed uses it to skip what a client's catch-up already covered.
+    """
 
     kind: EventKind
     token: str
     owner_id: PydanticObjectId
     data: dict[str, Any]
+    cluster_time: Timestamp | None = None
 
     def frame(self) -> str:
         """The server-sent-event frame of this change."""
         return sse_frame(self.kind, self.token, json.dumps(self.data, separators=(",", ":")))
 
 
-def sse_frame(event: str, event_id: str, data: str) -> str:
-    return f"event: {event}\nid: {event_id}\ndata: {data}\n\n"
+def sse_frame(event: str, event_id: str | None, data: str) -> str:
+    """One server-sent event; without an `id` line the client keeps its last event id."""
+    id_line = "" if event_id is None else f"id: {event_id}\n"
+    return f"event: {event}\n{id_line}data: {data}\n\n"
+
+
+REVOKED_FRAME = sse_frame(
+    "revoked",
+    None,
+    RevokedEventData(detail="The session has ended: log in again").model_dump_json(),
+)
 
 
 def parse_resume_token(value: str) -> dict[str, str]:
@@ -101,39 +148,122 @@ def to_change(event: dict[str, Any]) -> Change | None:
     owner_id = PydanticObjectId(stored["owner_id"])
     updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
     token = event["_id"]["_data"]
+    cluster_time = event.get("clusterTime")
     if updated.get("deleted_at") is not None:
         tombstone = TodoTombstone(
             id=str(stored["_id"]),
             deleted_at=updated["deleted_at"],
             version=updated.get("version", stored["version"]),
         )
-        return Change("deleted", token, owner_id, tombstone.model_dump(mode="json"))
+        data = tombstone.model_dump(mode="json")
+        return Change("deleted", token, owner_id, data, cluster_time)
     if stored["deleted_at"] is not None:
         return None
     kind: EventKind = "created" if event["operationType"] == "insert" else "updated"
-    return Change(kind, token, owner_id, TodoPublic.from_stored(stored).model_dump(mode="json"))
+    data = TodoPublic.from_stored(stored).model_dump(mode="json")
+    return Change(kind, token, owner_id, data, cluster_time)
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One open event stream: its owner's changes, queued; None in the queue means "close"."""
+    """One open event stream: its owner's changes, queued; None in the queue means "close".
+
+    `revoked` says the close is because its session ended (the stream says so before it ends).
+    """
 
     owner_id: PydanticObjectId
+    session_id: SessionKey | None
     token: str | None
     queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
+    revoked: bool = False
+    closed: bool = False
+    slot: SlotLease | None = None
+
+
+class CatchUp:
+    """A resuming client's backlog, read from its own change stream one batch at a time.
+
+    Only the stream's current batch (at most CATCH_UP_BATCH events) is ever held. `last_time`
+    is the cluster time of the last event read, sent or not: live changes up to it were covered.
+    After `limit` changes it stops (`truncated`): the client resumes from the last one it got.
+    """
+
+    def __init__(
+        self,
+        stream: AsyncChangeStream[dict[str, Any]],
+        first: dict[str, Any] | None,
+        *,
+        owner_id: PydanticObjectId,
+        limit: int,
+    ) -> None:
+        self._stream = stream
+        self._next = first
+        self._owner_id = owner_id
+        self._limit = limit
+        self.behind = first is not None
+        self.last_time: Timestamp | None = None
+        self.truncated = False
+
+    async def changes(self) -> AsyncIterator[Change]:
+        sent = 0
+        event = self._next
+        self._next = None
+        while event is not None:
+            self.last_time = event.get("clusterTime", self.last_time)
+            change = to_change(event)
+            if change is not None and change.owner_id == self._owner_id:
+                yield change
+                sent += 1
+                if sent >= self._limit:
+                    self.truncated = True
+                    return
+            event = await self._stream.try_next()
+
+    def covers(self, change: Change) -> bool:
+        """Whether a live change was already covered by this catch-up (sent or skipped).
+
+        The shared stream queues every change after the feed's position when the client
+        subscribed; the catch-up read on up to the present, so the two overlap. Both are in
+        cluster-time order, so the overlap is what is at or before the last event the
+        catch-up read: one timestamp to keep, not a set of what was sent.
+        """
+        if self.last_time is None or change.cluster_time is None:
+            return False
+        return bool(change.cluster_time <= self.last_time)
+
+    async def close(self) -> None:
+        with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+            await self._stream.close()
 
 
 class ChangeFeed:
     """The worker's one change stream on the todos collection, and its subscribers."""
 
-    def __init__(self, *, queue_size: int = 1000, catch_up_limit: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        queue_size: int = 1000,
+        catch_up_limit: int = 10_000,
+        max_streams_per_worker: int = 1000,
+        max_streams_per_user: int = 5,
+    ) -> None:
         self._collection: AsyncCollection[dict[str, Any]] | None = None
+        self._sessions: AsyncCollection[dict[str, Any]] | None = None
         self._queue_size = queue_size
         self._catch_up_limit = catch_up_limit
+        self._max_per_worker = max_streams_per_worker
+        self._max_per_user = max_streams_per_user
+        # This worker's name on the stream slots it leases.
+        self._worker = secrets.token_hex(8)
         self._subscribers: dict[PydanticObjectId, set[Subscription]] = {}
+        self._by_session: dict[SessionKey, set[Subscription]] = {}
         self._token: Mapping[str, Any] | None = None
         self._stream: AsyncChangeStream[dict[str, Any]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._session_stream: AsyncChangeStream[dict[str, Any]] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Fire-and-forget database calls (freeing a slot, closing a catch-up stream), made
+        # outside the request that asked for them: a cancelled response can't cancel them.
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._signal_handlers: dict[int, Any] = {}
         self.available = False
 
@@ -141,31 +271,57 @@ class ChangeFeed:
     def subscriber_count(self) -> int:
         return sum(len(subscribers) for subscribers in self._subscribers.values())
 
-    async def start(self, collection: AsyncCollection[dict[str, Any]]) -> None:
-        """Watch `collection`; if the server can't, the feed stays unavailable."""
+    async def start(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        *,
+        sessions: AsyncCollection[dict[str, Any]] | None = None,
+    ) -> None:
+        """Watch `collection` (and `sessions`, for revocations); if the server can't, the
+        feed stays unavailable."""
         self._collection = collection
+        self._sessions = sessions
         try:
             self._stream = await self._open()
+            if sessions is not None:
+                self._session_stream = await self._open_session_watch()
         except (PyMongoError, NotImplementedError, AttributeError, TypeError) as exc:
             logger.warning("live change feed unavailable (no change streams): %s", exc)
+            if self._stream is not None:
+                with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await self._stream.close()
+                self._stream = None
             return
         self.available = True
         self._token = self._stream.resume_token
-        # Run in an empty context: no request's settings (e.g. a time budget) leak into it.
-        self._task = asyncio.create_task(self._run(), context=contextvars.Context())
+        # Run in an empty context: no request's settings (e.g. a time budget) leak into them.
+        self._tasks = [
+            asyncio.create_task(task, context=contextvars.Context())
+            for task in [self._run(), self._renew_leases()]
+        ]
+        if sessions is not None:
+            self._tasks.append(
+                asyncio.create_task(self._watch_sessions(), context=contextvars.Context())
+            )
         self._install_signal_hook()
 
     async def stop(self) -> None:
-        """Close every subscriber's stream and the change stream."""
+        """Close every subscriber's stream and the change streams; free this worker's slots."""
         self._remove_signal_hook()
         self.close_subscribers()
-        if self._task is not None:
-            await _cancel_until_done(self._task)
-            self._task = None
-        if self._stream is not None:
+        for task in self._tasks:
+            await _cancel_until_done(task)
+        self._tasks = []
+        for stream in (self._stream, self._session_stream):
+            if stream is not None:
+                with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await stream.close()
+        self._stream = self._session_stream = None
+        if self.available:
             with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-                await self._stream.close()
-            self._stream = None
+                await streams.release_worker_slots(worker=self._worker)
+        for cleanup in list(self._cleanups):
+            cleanup.cancel()
         self.available = False
 
     def close_subscribers(self) -> None:
@@ -174,54 +330,105 @@ class ChangeFeed:
             for subscription in list(subscribers):
                 self._close(subscription)
 
-    def subscribe(self, owner_id: PydanticObjectId) -> Subscription:
-        """A new subscriber to the owner's changes, from the feed's current position on."""
+    def subscribe(
+        self, owner_id: PydanticObjectId, session_id: SessionKey | None = None
+    ) -> Subscription:
+        """A new subscriber to the owner's changes, from the feed's current position on.
+
+        WorkerStreamsFullError if this worker already serves MAX_STREAMS_PER_WORKER streams.
+        """
+        if self.subscriber_count >= self._max_per_worker:
+            raise WorkerStreamsFullError
         token = self._token["_data"] if self._token else None
-        subscription = Subscription(owner_id, token, asyncio.Queue(self._queue_size + 1))
+        subscription = Subscription(
+            owner_id, session_id, token, asyncio.Queue(self._queue_size + 1)
+        )
         self._subscribers.setdefault(owner_id, set()).add(subscription)
+        if session_id is not None:
+            self._by_session.setdefault(session_id, set()).add(subscription)
+        return subscription
+
+    async def open(self, owner_id: PydanticObjectId, session_id: SessionKey) -> Subscription:
+        """Subscribe, holding one of the user's stream slots until `unsubscribe`.
+
+        WorkerStreamsFullError if this worker is full, UserStreamsFullError if the user already
+        has MAX_STREAMS_PER_USER streams open. The worker's own count is taken first (it is
+        synchronous, so parallel opens can't all pass it), then the user's slot.
+        """
+        subscription = self.subscribe(owner_id, session_id)
+        try:
+            slot = await streams.take_slot(
+                user_id=owner_id,
+                max_per_user=self._max_per_user,
+                worker=self._worker,
+                now=utc_now(),
+            )
+        except BaseException:
+            self.unsubscribe(subscription)
+            raise
+        if slot is None:
+            self.unsubscribe(subscription)
+            raise UserStreamsFullError
+        subscription.slot = slot
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop feeding the subscription and free its slot (idempotent)."""
         subscribers = self._subscribers.get(subscription.owner_id)
         if subscribers is not None:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[subscription.owner_id]
+        if subscription.session_id is not None:
+            same_session = self._by_session.get(subscription.session_id)
+            if same_session is not None:
+                same_session.discard(subscription)
+                if not same_session:
+                    del self._by_session[subscription.session_id]
+        if subscription.slot is not None:
+            self._in_background(streams.release_slot(slot=subscription.slot))
+            subscription.slot = None
 
-    async def catch_up(self, owner_id: PydanticObjectId, last_event_id: str) -> list[Change]:
-        """The owner's changes after `last_event_id`, up to now, from a stream of its own.
+    def revoke_session(self, session_id: SessionKey) -> None:
+        """End every stream running on the session, saying why."""
+        for subscription in list(self._by_session.get(session_id, ())):
+            self._close(subscription, revoked=True)
 
-        InvalidResumeTokenError for a token the server can't use, ResumeTokenTooOldError if
-        its history is gone (or more than `catch_up_limit` changes would be needed).
+    def discard(self, catch_up: CatchUp) -> None:
+        """Close a catch-up's change stream, even from a response being cancelled."""
+        self._in_background(catch_up.close())
+
+    async def catch_up(self, owner_id: PydanticObjectId, last_event_id: str) -> CatchUp:
+        """The owner's changes after `last_event_id`, to read batch by batch (then `discard`).
+
+        The first batch is read here, so that InvalidResumeTokenError (a token the server
+        can't use) and ResumeTokenTooOldError (its history is gone) come before any answer.
         """
         token = parse_resume_token(last_event_id)
-        task = asyncio.create_task(self._read_since(owner_id, token), context=contextvars.Context())
-        return await task
-
-    async def _read_since(self, owner_id: PydanticObjectId, token: dict[str, str]) -> list[Change]:
+        if self._collection is None:
+            raise FeedUnavailableError
         pipeline: list[dict[str, Any]] = [
             _OPERATIONS,
             {"$match": {"fullDocument.owner_id": owner_id}},
         ]
-        changes: list[Change] = []
-        if self._collection is None:
-            raise FeedUnavailableError
         try:
             stream = await self._collection.watch(
-                pipeline, full_document="updateLookup", resume_after=token, max_await_time_ms=1
+                pipeline,
+                full_document="updateLookup",
+                resume_after=token,
+                max_await_time_ms=1,
+                batch_size=CATCH_UP_BATCH,
             )
-            async with stream:
-                while (event := await stream.try_next()) is not None:
-                    change = to_change(event)
-                    if change is not None and change.owner_id == owner_id:
-                        changes.append(change)
-                    if len(changes) > self._catch_up_limit:
-                        raise ResumeTokenTooOldError("too many changes to catch up on")
         except OperationFailure as exc:
-            if exc.code in _HISTORY_LOST:
-                raise ResumeTokenTooOldError(str(exc)) from exc
-            raise InvalidResumeTokenError(str(exc)) from exc
-        return changes
+            raise _resume_error(exc) from exc
+        try:
+            first = await stream.try_next()
+        except BaseException as exc:
+            self._in_background(CatchUp(stream, None, owner_id=owner_id, limit=1).close())
+            if isinstance(exc, OperationFailure):
+                raise _resume_error(exc) from exc
+            raise
+        return CatchUp(stream, first, owner_id=owner_id, limit=self._catch_up_limit)
 
     async def _open(self) -> AsyncChangeStream[dict[str, Any]]:
         if self._collection is None:
@@ -272,10 +479,76 @@ class ChangeFeed:
             else:
                 subscription.queue.put_nowait(change)
 
-    def _close(self, subscription: Subscription) -> None:
+    def _close(self, subscription: Subscription, *, revoked: bool = False) -> None:
         self.unsubscribe(subscription)
+        subscription.revoked = subscription.revoked or revoked
+        if subscription.closed:
+            return
+        subscription.closed = True
+        # The queue keeps one place free for this (see subscribe and _dispatch).
         with contextlib.suppress(asyncio.QueueFull):
             subscription.queue.put_nowait(None)
+
+    async def _open_session_watch(self) -> AsyncChangeStream[dict[str, Any]]:
+        if self._sessions is None:
+            raise FeedUnavailableError
+        return await self._sessions.watch([_SESSION_ENDS], max_await_time_ms=500)
+
+    async def _watch_sessions(self) -> None:
+        """End the streams of each session revoked or deleted, on whichever worker it was."""
+        reconnected = False
+        while True:
+            try:
+                if self._session_stream is None:
+                    self._session_stream = await self._open_session_watch()
+                    reconnected = True
+                if reconnected:
+                    # Sessions may have ended while no stream was open: ask for them once.
+                    await self._recheck_sessions()
+                    reconnected = False
+                event = await self._session_stream.try_next()
+            except PyMongoError as exc:
+                logger.warning("session watch failed, resuming in %ss: %s", RETRY_DELAY, exc)
+                if self._session_stream is not None:
+                    with contextlib.suppress(PyMongoError):
+                        await self._session_stream.close()
+                self._session_stream = None
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            if event is None:
+                if not self._session_stream.alive:
+                    logger.warning("session watch closed by the server; reopening")
+                    self._session_stream = None
+                    await asyncio.sleep(RETRY_DELAY)
+                continue
+            self.revoke_session(event["documentKey"]["_id"])
+
+    async def _recheck_sessions(self) -> None:
+        session_ids = list(self._by_session)
+        now = utc_now()
+        for start in range(0, len(session_ids), SESSION_CHECK_CHUNK):
+            chunk = session_ids[start : start + SESSION_CHECK_CHUNK]
+            active = await streams.active_sessions(session_ids=chunk, now=now)
+            for session_id in chunk:
+                if session_id not in active:
+                    self.revoke_session(session_id)
+
+    async def _renew_leases(self) -> None:
+        """Keep the stream slots of this worker's subscribers leased while they run."""
+        while True:
+            await asyncio.sleep(LEASE_RENEWAL_SECONDS)
+            if not self._subscribers:
+                continue
+            try:
+                with pymongo.timeout(LEASE_RENEWAL_SECONDS):
+                    await streams.renew_slots(worker=self._worker, now=utc_now())
+            except PyMongoError as exc:
+                logger.warning("could not renew the feed's stream slots: %s", exc)
+
+    def _in_background(self, call: Awaitable[None]) -> None:
+        task = asyncio.create_task(_quietly(call), context=contextvars.Context())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     # uvicorn waits for open responses before running the lifespan's shutdown, and event
     # streams never end by themselves: on SIGINT/SIGTERM, close them first, then let uvicorn's
@@ -304,6 +577,22 @@ class ChangeFeed:
         for signum, previous in self._signal_handlers.items():
             signal.signal(signum, previous)
         self._signal_handlers.clear()
+
+
+def _resume_error(exc: OperationFailure) -> Exception:
+    """What a change stream's failure to resume means for the client's Last-Event-ID."""
+    if exc.code in _HISTORY_LOST:
+        return ResumeTokenTooOldError(str(exc))
+    return InvalidResumeTokenError(str(exc))
+
+
+async def _quietly(call: Awaitable[None]) -> None:
+    """Run a best-effort database call; a failure is logged, not raised."""
+    try:
+        with pymongo.timeout(CLOSE_TIMEOUT_SECONDS * 5):
+            await call
+    except PyMongoError as exc:
+        logger.warning("feed cleanup failed: %s", exc)
 
 
 async def _cancel_until_done(task: asyncio.Task[None]) -> None:

@@ -25,7 +25,7 @@ from service.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from service.models import Clock, Todo, utc_now
+from service.models import Clock, Session, Todo, utc_now
 from service.routes_table import allowed_methods, route_templates
 from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
@@ -69,7 +69,9 @@ async def _started(state: AppState) -> AsyncIterator[None]:
     await _ensure_setting_indexes(state["settings"])
     redact_tickets_in_access_log()
     # One change stream per worker process, shared by every event stream; closed on exit.
-    await state["feed"].start(Todo.get_pymongo_collection())
+    await state["feed"].start(
+        Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection()
+    )
     try:
         yield
     finally:
@@ -99,7 +101,11 @@ def create_app(
             passwords=PasswordHasher(settings.password_hash_concurrency),
             clock=clock,
             trusted_proxies=trusted_proxies,
-            feed=ChangeFeed(catch_up_limit=settings.feed_catch_up_limit),
+            feed=ChangeFeed(
+                catch_up_limit=settings.feed_catch_up_limit,
+                max_streams_per_worker=settings.max_streams_per_worker,
+                max_streams_per_user=settings.max_streams_per_user,
+            ),
         )
         if database is not None:
             await init_db(database)

@@ -1,23 +1,32 @@
 """The change feed's pure parts: what each change-stream event becomes, and fan-out limits."""
 
 import asyncio
-from datetime import UTC, datetime
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from beanie import PydanticObjectId
+from bson import Timestamp
+from pymongo import AsyncMongoClient, monitoring
 
+from service.crud import streams
 from service.db import MongoDatabase, init_db
 from service.feed import (
+    CATCH_UP_BATCH,
+    CatchUp,
     Change,
     ChangeFeed,
     InvalidResumeTokenError,
     RedactTickets,
-    ResumeTokenTooOldError,
+    UserStreamsFullError,
+    WorkerStreamsFullError,
     parse_resume_token,
     to_change,
 )
-from service.models import Todo
+from service.models import Session, Todo, User, id_of, utc_now
 from tests.mongomock_compat import mock_database
 
 
@@ -64,6 +73,14 @@ def test_an_insert_is_created_with_the_todo() -> None:
     assert (change.kind, change.token, change.owner_id) == ("created", "8200AB", OWNER)
     assert change.data["id"] == str(TODO_ID)
     assert change.data["version"] == 1
+
+
+def test_a_change_carries_its_cluster_time() -> None:
+    raw = event("insert", document())
+    raw["clusterTime"] = Timestamp(1_800_000_000, 7)
+    change = to_change(raw)
+    assert change is not None
+    assert change.cluster_time == Timestamp(1_800_000_000, 7)
 
 
 def test_an_update_is_updated() -> None:
@@ -127,6 +144,42 @@ async def test_close_subscribers_ends_every_stream() -> None:
     assert feed.subscriber_count == 0
 
 
+async def test_a_revoked_session_ends_only_its_own_streams_saying_so() -> None:
+    feed = ChangeFeed()
+    revoked = [feed.subscribe(OWNER, "session-a") for _ in range(2)]
+    other = feed.subscribe(OWNER, "session-b")
+    feed.revoke_session("session-a")
+    for subscription in revoked:
+        assert await asyncio.wait_for(subscription.queue.get(), 1) is None
+        assert subscription.revoked
+    assert other.queue.empty()
+    assert not other.revoked
+    assert feed.subscriber_count == 1
+
+
+async def test_a_worker_serves_at_most_its_streams() -> None:
+    feed = ChangeFeed(max_streams_per_worker=2)
+    feed.subscribe(OWNER)
+    feed.subscribe(PydanticObjectId())
+    with pytest.raises(WorkerStreamsFullError):
+        feed.subscribe(OWNER)
+    assert feed.subscriber_count == 2
+
+
+async def test_open_refuses_a_user_past_their_streams_and_frees_slots_on_close(
+    database: MongoDatabase,
+) -> None:
+    await init_db(database)
+    feed = ChangeFeed(max_streams_per_user=2)
+    opened = [await feed.open(OWNER, f"s{i}") for i in range(2)]
+    with pytest.raises(UserStreamsFullError):
+        await feed.open(OWNER, "s3")
+    assert feed.subscriber_count == 2  # the refused one isn't left subscribed
+    feed.unsubscribe(opened[0])
+    await asyncio.gather(*feed._cleanups)  # the slot is freed in the background
+    assert (await feed.open(OWNER, "s4")).slot is not None
+
+
 def test_tickets_are_redacted_from_access_log_lines() -> None:
     import logging
 
@@ -145,29 +198,219 @@ def test_tickets_are_redacted_from_access_log_lines() -> None:
     )
 
 
-@pytest.mark.wire_only
-async def test_a_catch_up_beyond_its_limit_is_too_old(database: MongoDatabase) -> None:
-    await init_db(database)
-    feed = ChangeFeed(catch_up_limit=2)
+async def changes_of(catch_up: CatchUp) -> list[Change]:
+    return [change async for change in catch_up.changes()]
+
+
+@asynccontextmanager
+async def started_feed(**options: Any) -> AsyncIterator[ChangeFeed]:
+    feed = ChangeFeed(**options)
     await feed.start(Todo.get_pymongo_collection())
     try:
         assert feed.available
-        token = feed.subscribe(OWNER).token
-        assert token is not None
-        await Todo.insert_many([Todo(owner_id=OWNER, text=f"t{i}") for i in range(3)])
-        with pytest.raises(ResumeTokenTooOldError):
-            await feed.catch_up(OWNER, token)
-        await Todo.insert_many([Todo(owner_id=PydanticObjectId(), text="someone else's")])
-        roomier = ChangeFeed(catch_up_limit=3)
-        await roomier.start(Todo.get_pymongo_collection())
-        try:
-            changes = await roomier.catch_up(OWNER, token)
-        finally:
-            await roomier.stop()
-        # Only the owner's changes, in order.
-        assert [(c.kind, c.data["text"]) for c in changes] == [
-            ("created", f"t{i}") for i in range(3)
-        ]
+        yield feed
     finally:
         await feed.stop()
     assert not feed.available
+
+
+async def caught_up(feed: ChangeFeed) -> None:
+    """Wait until the feed's shared stream has read everything written so far."""
+    marker = Todo(owner_id=PydanticObjectId(), text="marker")
+    await marker.insert()
+    watcher = feed.subscribe(marker.owner_id)
+    await marker.set({"text": "seen"})
+    async with asyncio.timeout(10):
+        while True:
+            change = await watcher.queue.get()
+            if change is not None and change.kind == "updated":
+                break
+    feed.unsubscribe(watcher)
+
+
+@pytest.mark.wire_only
+async def test_a_catch_up_stops_after_its_limit(database: MongoDatabase) -> None:
+    await init_db(database)
+    async with started_feed(catch_up_limit=2) as feed:
+        token = feed.subscribe(OWNER).token
+        assert token is not None
+        await Todo.insert_many([Todo(owner_id=OWNER, text=f"t{i}") for i in range(3)])
+        await Todo.insert_many([Todo(owner_id=PydanticObjectId(), text="someone else's")])
+        catch_up = await feed.catch_up(OWNER, token)
+        # Only the owner's changes, in order, up to the limit; the client resumes after.
+        sent = await changes_of(catch_up)
+        assert [(c.kind, c.data["text"]) for c in sent] == [("created", "t0"), ("created", "t1")]
+        assert catch_up.truncated
+        feed.discard(catch_up)
+        rest = await feed.catch_up(OWNER, sent[-1].token)
+        assert [c.data["text"] for c in await changes_of(rest)] == ["t2"]
+        assert not rest.truncated
+        feed.discard(rest)
+
+
+@pytest.mark.wire_only
+async def test_the_switch_from_catch_up_to_live_loses_and_repeats_nothing(
+    database: MongoDatabase,
+) -> None:
+    await init_db(database)
+    async with started_feed() as feed:
+        before = feed.subscribe(PydanticObjectId()).token  # the client's Last-Event-ID
+        assert before is not None
+        missed = [Todo(owner_id=OWNER, text=f"missed {i}") for i in range(2)]
+        await Todo.insert_many(missed)
+        await caught_up(feed)
+        subscription = feed.subscribe(OWNER)  # the live queue starts here
+        overlap = [Todo(owner_id=OWNER, text=f"overlap {i}") for i in range(3)]
+        for todo in overlap:
+            await todo.insert()
+        await caught_up(feed)
+        assert subscription.queue.qsize() == 3  # queued live, and also in the catch-up
+        catch_up = await feed.catch_up(OWNER, before)
+        received = [c.data["text"] for c in await changes_of(catch_up)]
+        await Todo(owner_id=OWNER, text="after").insert()
+        await caught_up(feed)
+        while not subscription.queue.empty():
+            change = subscription.queue.get_nowait()
+            assert change is not None
+            if not catch_up.covers(change):
+                received.append(change.data["text"])
+        feed.discard(catch_up)
+    assert received == [todo.text for todo in missed + overlap] + ["after"]
+
+
+class BatchCounter(monitoring.CommandListener):
+    """Counts the reads of catch-up change streams (those filtered by owner) and the
+    largest batch the server returned to one."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.largest = 0
+        self._opening: set[int] = set()
+        self._cursors: set[int] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = event.command
+        catching_up = "fullDocument.owner_id" in str(command.get("pipeline"))
+        if (event.command_name == "aggregate" and catching_up) or (
+            event.command_name == "getMore" and command["getMore"] in self._cursors
+        ):
+            self._opening.add(event.request_id)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.request_id not in self._opening:
+            return
+        self._opening.discard(event.request_id)
+        cursor = event.reply["cursor"]
+        self._cursors.add(cursor["id"])
+        self.reads += 1
+        self.largest = max(self.largest, len(cursor.get("firstBatch", cursor.get("nextBatch"))))
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._opening.discard(event.request_id)
+
+
+@pytest.mark.wire_only
+async def test_a_catch_up_holds_one_batch_at_a_time(wire_url: str) -> None:
+    counter = BatchCounter()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        wire_url, tz_aware=True, event_listeners=[counter]
+    )
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        await init_db(client[name])
+        backlog = 2 * CATCH_UP_BATCH + 50
+        async with started_feed(catch_up_limit=backlog) as feed:
+            token = feed.subscribe(OWNER).token
+            assert token is not None
+            await Todo.insert_many([Todo(owner_id=OWNER, text=f"t{i}") for i in range(backlog)])
+            catch_up = await feed.catch_up(OWNER, token)
+            assert counter.reads == 1  # the first batch, read before answering (400/410)
+            sent = 0
+            async for _ in catch_up.changes():
+                sent += 1
+                # Read lazily: a batch is fetched only once the previous one was sent.
+                assert counter.reads == -(-sent // CATCH_UP_BATCH)
+            assert sent == backlog
+            assert counter.largest == CATCH_UP_BATCH
+            feed.discard(catch_up)
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+# ---- stream slots (MAX_STREAMS_PER_USER across workers) ----
+
+
+async def test_parallel_opens_take_at_most_the_users_slots(database: MongoDatabase) -> None:
+    await init_db(database)
+    now = utc_now()
+    taken = await asyncio.gather(
+        *(
+            streams.take_slot(user_id=OWNER, max_per_user=5, worker=f"w{i % 2}", now=now)
+            for i in range(8)
+        )
+    )
+    leases = [lease for lease in taken if lease is not None]
+    assert len(leases) == 5
+    assert len({lease.slot_id for lease in leases}) == 5
+    # Other users have slots of their own.
+    assert await streams.take_slot(user_id=PydanticObjectId(), max_per_user=5, worker="w0", now=now)
+    # A freed slot can be taken again.
+    await streams.release_slot(slot=leases[0])
+    assert await streams.take_slot(user_id=OWNER, max_per_user=5, worker="w0", now=now)
+    assert await streams.take_slot(user_id=OWNER, max_per_user=5, worker="w0", now=now) is None
+
+
+async def test_a_crashed_workers_slots_free_themselves(database: MongoDatabase) -> None:
+    await init_db(database)
+    now = utc_now()
+    for _ in range(2):
+        assert await streams.take_slot(user_id=OWNER, max_per_user=2, worker="gone", now=now)
+    assert await streams.take_slot(user_id=OWNER, max_per_user=2, worker="w", now=now) is None
+    # The worker that held them stopped renewing: once the lease runs out they are free.
+    later = now + streams.LEASE + timedelta(seconds=1)
+    assert await streams.take_slot(user_id=OWNER, max_per_user=2, worker="w", now=later)
+
+
+async def test_renewed_slots_stay_held(database: MongoDatabase) -> None:
+    await init_db(database)
+    now = utc_now()
+    assert await streams.take_slot(user_id=OWNER, max_per_user=1, worker="alive", now=now)
+    await streams.renew_slots(worker="alive", now=now + streams.LEASE)
+    later = now + streams.LEASE + timedelta(seconds=1)
+    assert await streams.take_slot(user_id=OWNER, max_per_user=1, worker="w", now=later) is None
+
+
+# ---- the session a stream runs on ----
+
+
+async def test_a_stream_needs_an_active_session_of_an_existing_user(
+    database: MongoDatabase,
+) -> None:
+    await init_db(database)
+    now = utc_now()
+    user = User(email="feed@example.com", fname="F", lname="S", hashed_password="x")
+    await user.insert()
+
+    async def session(**fields: Any) -> PydanticObjectId:
+        values: dict[str, Any] = {"expires_at": now + timedelta(days=1), **fields}
+        stored = Session(
+            user_id=id_of(user),
+            created_at=now,
+            last_used_at=now,
+            refresh_hash=uuid.uuid4().hex,
+            **values,
+        )
+        await stored.insert()
+        return id_of(stored)
+
+    active = await session()
+    assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) == (
+        now + timedelta(days=1)
+    )
+    for ended in [await session(revoked=True), await session(expires_at=now)]:
+        assert await streams.session_expiry(session_id=ended, user_id=id_of(user), now=now) is None
+    # Someone else's session, or a deleted user's, doesn't count either.
+    assert await streams.session_expiry(session_id=active, user_id=OWNER, now=now) is None
+    await user.delete()
+    assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) is None

@@ -42,7 +42,9 @@ def test_every_route_declares_its_success_response_model(schema: dict[str, Any])
             content = operation["responses"][code]["content"]
             assert content, f"{method} {path} {code}"
             for media_type in content.values():
-                assert media_type["schema"], f"{method} {path} {code}"
+                # An event stream describes each event (OpenAPI 3.2's itemSchema).
+                described = media_type.get("schema") or media_type.get("itemSchema")
+                assert described, f"{method} {path} {code}"
 
 
 def test_authenticated_routes_declare_401(schema: dict[str, Any]) -> None:
@@ -73,3 +75,26 @@ def test_expected_paths_exist(schema: dict[str, Any]) -> None:
         "/api/mytodos",
         "/api/health",
     } <= set(schema["paths"])
+
+
+def test_the_change_feed_describes_every_event_and_its_data(schema: dict[str, Any]) -> None:
+    stream = schema["paths"]["/api/todos/events"]["get"]["responses"]["200"]["content"]
+    item = stream["text/event-stream"]["itemSchema"]
+    data_of = {
+        variant["properties"]["event"]["const"]: variant["properties"]["data"]
+        for variant in item["oneOf"]
+    }
+    assert set(data_of) == {"ready", "created", "updated", "deleted", "revoked"}
+    for data in data_of.values():
+        assert data["contentMediaType"] == "application/json"
+        assert data["contentSchema"]
+    components = schema["components"]["schemas"]
+    for event, model in [("created", "TodoPublic"), ("updated", "TodoPublic")]:
+        assert data_of[event]["contentSchema"] == {"$ref": f"#/components/schemas/{model}"}
+    assert data_of["deleted"]["contentSchema"] == {"$ref": "#/components/schemas/TodoTombstone"}
+    assert {"TodoPublic", "TodoTombstone"} <= set(components)
+    assert data_of["ready"]["contentSchema"]["required"] == ["resumed"]
+    assert data_of["revoked"]["contentSchema"]["required"] == ["detail"]
+    assert "heartbeat" in item["description"]
+    responses = schema["paths"]["/api/todos/events"]["get"]["responses"]
+    assert {"400", "401", "410", "429", "503"} <= set(responses)

@@ -16,7 +16,7 @@ from service.crud.sessions import Authenticated
 from service.etags import if_match_versions
 from service.exceptions import NotFound, Unauthorized
 from service.feed import ChangeFeed
-from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
+from service.models import USER_AGENT_MAX_LENGTH, Clock, SessionKey, Todo, User, id_of
 from service.request_context import bind_user
 from service.security import (
     ExpiredTokenError,
@@ -189,18 +189,20 @@ FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
 
 @dataclass(frozen=True, slots=True)
 class StreamAccess:
-    """Who may read a change feed stream, and until when (their access token's expiry)."""
+    """Who may read a change feed stream, on which session, and until when (their access
+    token's expiry). Whether the session is still active is checked when the stream opens."""
 
     user_id: PydanticObjectId
+    session_id: SessionKey
     until: datetime
 
 
 async def get_token_access(
     token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
 ) -> StreamAccess:
-    """The current user, and when their access token expires (the token is decoded once)."""
+    """The current user and session, and when their access token expires (decoded once)."""
     auth, until = await _authenticate(token, tokens, clock)
-    return StreamAccess(user_id=id_of(auth.user), until=until)
+    return StreamAccess(user_id=id_of(auth.user), session_id=auth.session_id, until=until)
 
 
 TICKET_MAX_LENGTH = 128
@@ -224,7 +226,9 @@ async def get_stream_access(
     redeemed = await crud.tickets.redeem_ticket(ticket=ticket)
     if redeemed is None:
         raise Unauthorized("Invalid, expired or already used ticket")
-    return StreamAccess(user_id=redeemed.owner_id, until=redeemed.stream_until)
+    return StreamAccess(
+        user_id=redeemed.owner_id, session_id=redeemed.session_id, until=redeemed.stream_until
+    )
 
 
 TokenAccess = Annotated[StreamAccess, Depends(get_token_access)]

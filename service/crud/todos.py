@@ -324,16 +324,28 @@ async def update_todo(
     return await Todo.find_one({"_id": todo_id, "owner_id": owner_id, **LIVE})
 
 
-def _tombstone_pipeline(now: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "$set": {
-                "deleted_at": {"$literal": now},
-                "updated_at": {"$literal": now},
-                "version": {"$add": ["$version", 1]},
-            }
-        }
-    ]
+# What a tombstone keeps: its id, owner_id, version and timestamps (created_at, updated_at,
+# deleted_at), all that delta sync and the feed's `deleted` event report. Everything the user
+# wrote goes in the same update as the deletion: a deleted todo's content is not retained.
+TOMBSTONE_DROPS = [
+    "text",
+    "notes",
+    "completed",
+    "completed_at",
+    "due",
+    "due_at",
+    "due_rank",
+    "priority",
+    "tags",
+]
+
+
+def _tombstone_update(now: datetime) -> dict[str, Any]:
+    return {
+        "$set": {"deleted_at": now, "updated_at": now},
+        "$inc": {"version": 1},
+        "$unset": dict.fromkeys(TOMBSTONE_DROPS, ""),
+    }
 
 
 @budgeted
@@ -342,11 +354,12 @@ async def delete_todo(
 ) -> bool:
     """Delete the owner's todo (if at one of `versions`, when given); False if none matched.
 
-    The todo stays as a tombstone (deleted_at set, version bumped) so that delta sync and the
-    change feed see the deletion; a TTL index removes it after the retention period.
+    The todo stays as a tombstone (deleted_at set, version bumped, its content removed) so that
+    delta sync and the change feed see the deletion; a TTL index removes it after the
+    retention period.
     """
     result = await Todo.get_pymongo_collection().update_one(
-        _one_todo(owner_id, todo_id, versions), _tombstone_pipeline(utc_now())
+        _one_todo(owner_id, todo_id, versions), _tombstone_update(utc_now())
     )
     if result.modified_count != 1:
         return False
@@ -358,7 +371,7 @@ async def delete_todo(
 async def clear_completed(*, owner_id: PydanticObjectId) -> int:
     """Delete (as tombstones) every completed todo of the owner; how many there were."""
     result = await Todo.get_pymongo_collection().update_many(
-        {"owner_id": owner_id, "completed": True, **LIVE}, _tombstone_pipeline(utc_now())
+        {"owner_id": owner_id, "completed": True, **LIVE}, _tombstone_update(utc_now())
     )
     if result.modified_count:
         await _release_slots(owner_id, result.modified_count)

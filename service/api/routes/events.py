@@ -1,34 +1,37 @@
 """The live change feed of your todos, as server-sent events."""
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, status
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from service import crud
-from service.api.deps import FeedDep, SettingsDep, StreamAccessDep, TokenAccess
+from service.api.deps import ClockDep, FeedDep, SettingsDep, StreamAccessDep, TokenAccess
 from service.exceptions import (
     BadRequest,
     Gone,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     error_responses,
 )
 from service.feed import (
     RESUME_TOKEN_PATTERN,
-    Change,
-    ChangeFeed,
+    REVOKED_FRAME,
+    CatchUp,
     InvalidResumeTokenError,
     ResumeTokenTooOldError,
     Subscription,
+    UserStreamsFullError,
+    WorkerStreamsFullError,
     sse_frame,
 )
 from service.models import utc_now
-from service.schemas import EventTicketOut
+from service.schemas import EventTicketOut, ReadyEventData, RevokedEventData
 
 router = APIRouter(tags=["events"], responses=error_responses(Unauthorized))
 
@@ -37,6 +40,54 @@ NO_CHANGE_STREAMS = (
     "(a replica set is required); use delta sync (GET /api/todos?updated_since=...) instead"
 )
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# When to try again after a 429 (too many streams of yours) or 503 (this worker is full).
+STREAM_RETRY_AFTER_SECONDS = 10
+
+
+def _event_item(name: str, data_schema: dict[str, Any], *, has_id: bool = True) -> dict[str, Any]:
+    """One kind of event in the stream, as OpenAPI 3.2's `itemSchema` describes items."""
+    return {
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data_schema,
+            },
+        },
+        "required": ["event", "data", "id"] if has_id else ["event", "data"],
+    }
+
+
+def _todo_ref(model: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{model}"}
+
+
+# Each event the stream sends (`: heartbeat` comments aren't events: parsers skip them).
+EVENT_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "One server-sent event: `ready` first (its `id` is the feed's position), then "
+        "`created`, `updated` and `deleted` (each `id` a resume token for Last-Event-ID), and "
+        "`revoked` (no `id`) as the last event when the session ends. After "
+        "FEED_HEARTBEAT_SECONDS of silence the stream sends a `: heartbeat` comment line, "
+        "which is not an event."
+    ),
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+    "required": ["event", "data"],
+    "oneOf": [
+        _event_item("ready", ReadyEventData.model_json_schema()),
+        _event_item("created", _todo_ref("TodoPublic")),
+        _event_item("updated", _todo_ref("TodoPublic")),
+        _event_item("deleted", _todo_ref("TodoTombstone")),
+        _event_item("revoked", RevokedEventData.model_json_schema(), has_id=False),
+    ],
+}
 
 
 @router.post(
@@ -47,10 +98,13 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def create_event_ticket(access: TokenAccess) -> EventTicketOut:
     """A ticket that opens `GET /api/todos/events?ticket=...` once, within 60 seconds.
 
-    For browsers' EventSource, which can't send an Authorization header. The stream it opens
-    closes when the access token used here expires.
+    For browsers' EventSource, which can't send an Authorization header. The ticket belongs to
+    the session that asked for it: it is refused once that session has ended, and the stream
+    it opens closes when the access token used here expires or the session ends.
     """
-    ticket = await crud.tickets.create_ticket(owner_id=access.user_id, stream_until=access.until)
+    ticket = await crud.tickets.create_ticket(
+        owner_id=access.user_id, session_id=access.session_id, stream_until=access.until
+    )
     return EventTicketOut(
         ticket=ticket, expires_in=int(crud.tickets.TICKET_LIFETIME.total_seconds())
     )
@@ -62,19 +116,21 @@ async def create_event_ticket(access: TokenAccess) -> EventTicketOut:
     response_class=StreamingResponse,
     responses={
         status.HTTP_200_OK: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"itemSchema": EVENT_ITEM_SCHEMA}},
             "description": (
                 "`event: ready` first, then `event: created|updated|deleted` with `id: <resume "
-                "token>` and `data: <todo JSON or tombstone>`; `: heartbeat` comments."
+                "token>` and `data: <todo JSON or tombstone>`; `: heartbeat` comments; "
+                "`event: revoked` last if the session ends."
             ),
         },
-        **error_responses(BadRequest, Gone, ServiceUnavailable),
+        **error_responses(BadRequest, Gone, TooManyRequests, ServiceUnavailable),
     },
 )
 async def todo_events(
     access: StreamAccessDep,
     feed: FeedDep,
     settings: SettingsDep,
+    clock: ClockDep,
     last_event_id: Annotated[
         str | None,
         Header(
@@ -87,72 +143,124 @@ async def todo_events(
     """Your todos' changes as they happen, resumable with `Last-Event-ID`.
 
     Authenticate with a bearer token or a `ticket`. The stream closes when the access token
-    expires (reconnect with a fresh one and `Last-Event-ID`) and on shutdown. A malformed
-    `Last-Event-ID` is a 400; one too old to resume from is a 410 (use delta sync).
+    expires (reconnect with a fresh one and `Last-Event-ID`), on shutdown, and with
+    `event: revoked` when the session ends (logout, password change, account deletion). A
+    malformed `Last-Event-ID` is a 400; one too old to resume from is a 410 (use delta sync).
+    At most MAX_STREAMS_PER_USER streams per user (429) and MAX_STREAMS_PER_WORKER per
+    server process (503) are open at once.
     """
     if not feed.available:
         raise ServiceUnavailable(NO_CHANGE_STREAMS)
     # Subscribe before catching up, so nothing between the two is lost.
-    subscription = feed.subscribe(access.user_id)
-    backlog: list[Change] = []
-    if last_event_id is not None:
-        try:
-            backlog = await feed.catch_up(access.user_id, last_event_id)
-        except InvalidResumeTokenError as exc:
-            feed.unsubscribe(subscription)
-            raise BadRequest("Last-Event-ID is not an event id of this feed") from exc
-        except ResumeTokenTooOldError as exc:
-            feed.unsubscribe(subscription)
-            raise Gone(
-                "Last-Event-ID is too old to resume from: catch up with delta sync "
-                "(GET /api/todos?updated_since=...) and open a new stream"
-            ) from exc
-        except BaseException:
-            feed.unsubscribe(subscription)
-            raise
+    try:
+        subscription = await feed.open(access.user_id, access.session_id)
+    except WorkerStreamsFullError as exc:
+        raise ServiceUnavailable(
+            "This server has as many live feed streams open as it serves: try again shortly",
+            headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)},
+        ) from exc
+    except UserStreamsFullError as exc:
+        raise TooManyRequests(
+            f"You already have {settings.max_streams_per_user} live feed streams open: "
+            "close one first",
+            retry_after=STREAM_RETRY_AFTER_SECONDS,
+        ) from exc
+    catch_up: CatchUp | None = None
+    try:
+        # Checked after subscribing: a session that ends before this is refused here, one
+        # that ends after it reaches the subscription through the feed's session watch.
+        session_until = await crud.streams.session_expiry(
+            session_id=access.session_id, user_id=access.user_id, now=clock()
+        )
+        if session_until is None:
+            raise Unauthorized("The session has ended: log in again")
+        if last_event_id is not None:
+            catch_up = await feed.catch_up(access.user_id, last_event_id)
+    except InvalidResumeTokenError as exc:
+        feed.unsubscribe(subscription)
+        raise BadRequest("Last-Event-ID is not an event id of this feed") from exc
+    except ResumeTokenTooOldError as exc:
+        feed.unsubscribe(subscription)
+        raise Gone(
+            "Last-Event-ID is too old to resume from: catch up with delta sync "
+            "(GET /api/todos?updated_since=...) and open a new stream"
+        ) from exc
+    except BaseException:
+        feed.unsubscribe(subscription)
+        raise
     ready_id = last_event_id or subscription.token or ""
-    return StreamingResponse(
+
+    def release() -> None:
+        if catch_up is not None:
+            feed.discard(catch_up)
+        feed.unsubscribe(subscription)
+
+    return EventStreamResponse(
         _events(
-            feed,
             subscription,
-            backlog,
+            catch_up,
             ready_id=ready_id,
-            until=access.until,
+            until=min(access.until, session_until),
             heartbeat=settings.feed_heartbeat_seconds,
         ),
+        release=release,
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
 
 
+class EventStreamResponse(StreamingResponse):
+    """A streaming response that calls `release` however it ends: finished, cancelled by a
+    disconnect, or failed before its body even started (a generator that never ran can't
+    clean up after itself, and its subscription would hold a stream slot for good)."""
+
+    def __init__(
+        self, content: AsyncIterator[str], *, release: Callable[[], None], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 async def _events(
-    feed: ChangeFeed,
     subscription: Subscription,
-    backlog: list[Change],
+    catch_up: CatchUp | None,
     *,
     ready_id: str,
     until: datetime,
     heartbeat: float,
 ) -> AsyncIterator[str]:
-    try:
-        yield sse_frame("ready", ready_id, json.dumps({"resumed": bool(backlog)}))
-        # What the catch-up gave may also be queued from the shared stream: send it once.
-        sent = {change.token for change in backlog}
-        for change in backlog:
+    resumed = catch_up is not None and catch_up.behind
+    yield sse_frame("ready", ready_id, ReadyEventData(resumed=resumed).model_dump_json())
+    if catch_up is not None:
+        async for change in catch_up.changes():
+            if subscription.revoked:
+                break
             yield change.frame()
-        while True:
-            remaining = (until - utc_now()).total_seconds()
-            if remaining <= 0:
-                return  # the access token expired: the client reconnects with a fresh one
-            try:
-                item = await asyncio.wait_for(subscription.queue.get(), min(heartbeat, remaining))
-            except TimeoutError:
-                if utc_now() < until:
-                    yield ": heartbeat\n\n"
-                continue
-            if item is None:
-                return  # shutdown, or too slow a reader: the client resumes
-            if item.token not in sent:
-                yield item.frame()
-    finally:
-        feed.unsubscribe(subscription)
+        if subscription.revoked:
+            yield REVOKED_FRAME
+            return
+        if catch_up.truncated:
+            return  # FEED_CATCH_UP_LIMIT changes sent: the client resumes from the last
+    while True:
+        remaining = (until - utc_now()).total_seconds()
+        if remaining <= 0:
+            return  # the access token expired: the client reconnects with a fresh one
+        try:
+            item = await asyncio.wait_for(subscription.queue.get(), min(heartbeat, remaining))
+        except TimeoutError:
+            if utc_now() < until:
+                yield ": heartbeat\n\n"
+            continue
+        if item is None:
+            if subscription.revoked:
+                yield REVOKED_FRAME
+            return  # revoked, shutdown, or too slow a reader: the client resumes
+        if catch_up is not None and catch_up.covers(item):
+            continue  # the catch-up covered it
+        yield item.frame()

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import jwt
 from httpx import AsyncClient
 
 from service.models import EventTicket, utc_now
@@ -50,3 +51,13 @@ async def test_a_ticket_lives_60_seconds(client: AsyncClient, alice: UserAccount
 async def test_an_overlong_ticket_is_422(client: AsyncClient) -> None:
     response = await client.get("/api/todos/events", params={"ticket": "t" * 129})
     assert response.status_code == 422
+
+
+async def test_a_ticket_belongs_to_the_session_that_asked_for_it(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    await ticket_for(client, alice)
+    stored = await EventTicket.find_one()
+    assert stored is not None
+    session_id = jwt.decode(alice.token, options={"verify_signature": False})["sid"]
+    assert str(stored.session_id) == session_id

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -14,14 +15,16 @@ import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from starlette.requests import ClientDisconnect
 
+from service.api.routes.events import EventStreamResponse
 from service.config import Settings
 from service.main import create_app
 from service.security import TokenSettings, create_access_token
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import EventReader, LiveServer, live_server
 from tests.mongomock_compat import mock_database
-from tests.utils import UserAccount, create_account
+from tests.utils import UserAccount, create_account, log_in
 
 pytestmark = pytest.mark.wire_only
 
@@ -31,7 +34,11 @@ async def server(
     wire_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveServer]:
     async with live_server(
-        wire_url, tmp_path_factory.mktemp("events"), FEED_HEARTBEAT_SECONDS="0.3"
+        wire_url,
+        tmp_path_factory.mktemp("events"),
+        FEED_HEARTBEAT_SECONDS="0.3",
+        # The 200-subscriber test opens them all as one user.
+        MAX_STREAMS_PER_USER="200",
     ) as running:
         yield running
 
@@ -270,11 +277,18 @@ async def open_streams(
     http: AsyncClient, user: UserAccount, count: int
 ) -> AsyncIterator[list[EventReader]]:
     async with AsyncExitStack() as stack:
-        readers = await asyncio.gather(
-            *(stack.enter_async_context(events(http, user.headers)) for _ in range(count))
-        )
-        await asyncio.gather(*(opened(reader) for reader in readers))
-        yield list(readers)
+        readers: list[EventReader] = []
+        # In waves: opening a stream takes a few database calls (session, stream slot).
+        for wave in range(0, count, 25):
+            opening = await asyncio.gather(
+                *(
+                    stack.enter_async_context(events(http, user.headers))
+                    for _ in range(min(25, count - wave))
+                )
+            )
+            await asyncio.gather(*(opened(reader) for reader in opening))
+            readers.extend(opening)
+        yield readers
 
 
 async def test_shutdown_closes_open_streams_cleanly(wire_url: str, tmp_path: Path) -> None:
@@ -289,21 +303,191 @@ async def test_shutdown_closes_open_streams_cleanly(wire_url: str, tmp_path: Pat
         assert await asyncio.wait_for(running.process.wait(), 15) == 0
 
 
-async def test_a_last_event_id_too_far_behind_is_410(wire_url: str, tmp_path: Path) -> None:
+async def test_a_resume_further_behind_than_the_limit_continues_over_reconnections(
+    wire_url: str, tmp_path: Path
+) -> None:
     async with (
         live_server(wire_url, tmp_path, FEED_CATCH_UP_LIMIT="2") as running,
         AsyncClient(base_url=running.url, timeout=30) as http,
     ):
         user = await create_account(http)
         async with events(http, user.headers) as reader:
-            ready_id = await opened(reader)
-        for i in range(3):
-            await create(http, user, f"t{i}")
-        response = await http.get(
-            "/api/todos/events", headers={**user.headers, "Last-Event-ID": ready_id}
+            last_id = await opened(reader)
+        todos = [await create(http, user, f"t{i}") for i in range(3)]
+        received = []
+        for expected in (2, 1):
+            headers = {**user.headers, "Last-Event-ID": last_id}
+            async with events(http, headers) as reader:
+                await opened(reader)
+                for _ in range(expected):
+                    last_id, created = await expect(reader, "created")
+                    received.append(created["id"])
+                if expected == 2:
+                    assert await reader.next_event() is None  # ends after the limit
+        assert received == [todo["id"] for todo in todos]
+
+
+# ---- sessions ending ----
+
+
+async def login(http: AsyncClient, user: UserAccount) -> UserAccount:
+    """Another session of the same user."""
+    token = await log_in(http, user.email, user.password)
+    return UserAccount(id=user.id, email=user.email, password=user.password, token=token)
+
+
+async def ticket_for(http: AsyncClient, user: UserAccount) -> str:
+    response = await http.post("/api/todos/events/ticket", headers=user.headers)
+    assert response.status_code == 201
+    ticket: str = response.json()["ticket"]
+    return ticket
+
+
+async def revoked(reader: EventReader) -> None:
+    """Within 2 s: `event: revoked` (no id), then the end of the stream."""
+    reader.wait = REVOCATION_SECONDS
+    event = await reader.next_event()
+    assert event is not None, "the stream ended without saying why"
+    assert (event.event, event.id) == ("revoked", None)
+    assert "log in again" in json.loads(event.data)["detail"]
+    assert await reader.next() is None
+
+
+REVOCATION_SECONDS = 2.0
+
+
+async def test_logout_ends_the_sessions_streams_with_revoked(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    other_session = await login(http, alice)
+    ticket = await ticket_for(http, alice)
+    async with (
+        events(http, alice.headers) as by_token,
+        events(http, params={"ticket": ticket}) as by_ticket,
+        events(http, other_session.headers) as untouched,
+    ):
+        for reader in (by_token, by_ticket, untouched):
+            await opened(reader)
+        assert (await http.post("/api/logout", headers=alice.headers)).status_code == 204
+        await asyncio.gather(revoked(by_token), revoked(by_ticket))
+        # The user's other session still gets its changes.
+        todo = await create(http, other_session, "still here")
+        _, created = await expect(untouched, "created")
+        assert created["id"] == todo["id"]
+
+
+async def test_a_password_change_ends_every_stream_of_the_user(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    other_session = await login(http, alice)
+    async with events(http, alice.headers) as mine, events(http, other_session.headers) as other:
+        await asyncio.gather(opened(mine), opened(other))
+        response = await http.put(
+            "/api/me/password",
+            json={"current_password": alice.password, "new_password": "another good password"},
+            headers=alice.headers,
         )
-        assert response.status_code == 410
-        assert "delta sync" in response.json()["detail"]
+        assert response.status_code == 204
+        await asyncio.gather(revoked(mine), revoked(other))
+
+
+async def test_deleting_the_account_ends_its_streams(http: AsyncClient, alice: UserAccount) -> None:
+    async with events(http, alice.headers) as reader:
+        await opened(reader)
+        response = await http.request(
+            "DELETE", "/api/me", json={"password": alice.password}, headers=alice.headers
+        )
+        assert response.status_code == 204
+        await revoked(reader)
+
+
+async def test_a_ticket_redeemed_after_logout_is_401(http: AsyncClient, alice: UserAccount) -> None:
+    ticket = await ticket_for(http, alice)
+    assert (await http.post("/api/logout", headers=alice.headers)).status_code == 204
+    response = await http.get("/api/todos/events", params={"ticket": ticket})
+    assert response.status_code == 401
+
+
+async def test_a_ticket_redeemed_after_the_account_is_deleted_is_401(
+    http: AsyncClient, alice: UserAccount
+) -> None:
+    ticket = await ticket_for(http, alice)
+    await http.request(
+        "DELETE", "/api/me", json={"password": alice.password}, headers=alice.headers
+    )
+    response = await http.get("/api/todos/events", params={"ticket": ticket})
+    assert response.status_code == 401
+
+
+# ---- several workers: one database, a change feed each ----
+
+
+@asynccontextmanager
+async def two_workers(
+    wire_url: str, tmp_path: Path, **settings: str
+) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
+    """Two server processes on one database, as two workers (or replicas) are."""
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with (
+        live_server(wire_url, tmp_path / "a", MONGODB_DB=database, **settings) as first,
+        live_server(wire_url, tmp_path / "b", MONGODB_DB=database, **settings) as second,
+        AsyncClient(base_url=first.url, timeout=30, limits=limits) as one,
+        AsyncClient(base_url=second.url, timeout=30, limits=limits) as other,
+    ):
+        yield one, other
+
+
+async def test_a_logout_on_one_worker_ends_streams_on_another(
+    wire_url: str, tmp_path: Path
+) -> None:
+    async with two_workers(wire_url, tmp_path) as (one, other):
+        user = await create_account(one)
+        async with events(other, user.headers) as reader:
+            await opened(reader)
+            assert (await one.post("/api/logout", headers=user.headers)).status_code == 204
+            await revoked(reader)
+
+
+async def test_a_user_has_at_most_max_streams_across_workers(wire_url: str, tmp_path: Path) -> None:
+    async with two_workers(wire_url, tmp_path, MAX_STREAMS_PER_USER="3") as (one, other):
+        user = await create_account(one)
+        async with AsyncExitStack() as stack:
+            # Six at once, spread over both workers: exactly three open.
+            readers = await asyncio.gather(
+                *(
+                    stack.enter_async_context(events(http, user.headers))
+                    for http in [one, other] * 3
+                )
+            )
+            statuses = sorted(reader.response.status_code for reader in readers)
+            assert statuses == [200, 200, 200, 429, 429, 429]
+            refused = next(reader for reader in readers if reader.response.status_code == 429)
+            assert refused.response.headers["Retry-After"].isdigit()
+            assert "3 live feed streams" in (await refused.response.aread()).decode()
+        # Closed streams free their slots.
+        for http in (one, other, one):
+            async with events(http, user.headers) as reader:
+                await opened(reader)
+
+
+async def test_a_worker_serves_at_most_max_streams_per_worker(
+    wire_url: str, tmp_path: Path
+) -> None:
+    async with (
+        live_server(wire_url, tmp_path, MAX_STREAMS_PER_WORKER="2") as running,
+        AsyncClient(base_url=running.url, timeout=30) as http,
+    ):
+        alice, bob = await create_account(http), await create_account(http)
+        async with events(http, alice.headers) as first, events(http, bob.headers) as second:
+            await asyncio.gather(opened(first), opened(second))
+            response = await http.get("/api/todos/events", headers=alice.headers)
+            assert response.status_code == 503
+            assert response.headers["Retry-After"].isdigit()
+        async with events(http, bob.headers) as reader:
+            await opened(reader)
 
 
 # ---- without change streams ----
@@ -321,3 +505,23 @@ async def test_without_change_streams_the_feed_is_503(settings: Settings) -> Non
         assert "change streams" in response.json()["detail"]
         ticket = await client.post("/api/todos/events/ticket", headers=user.headers)
         assert ticket.status_code == 201
+
+
+async def test_a_response_that_never_starts_still_releases_its_stream() -> None:
+    released: list[bool] = []
+    started: list[bool] = []
+
+    async def body() -> AsyncIterator[str]:
+        started.append(True)
+        yield "event: ready\n\n"
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        raise OSError("the client is gone")
+
+    response = EventStreamResponse(body(), release=lambda: released.append(True))
+    with pytest.raises(ClientDisconnect):
+        await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+    assert (started, released) == ([], [True])

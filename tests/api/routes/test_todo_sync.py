@@ -73,6 +73,41 @@ async def test_tombstones_expire_through_a_ttl_index(
     assert indexes["todos_tombstone_ttl"]["expireAfterSeconds"] == 30 * 24 * 60 * 60
 
 
+SYNC_FIELDS = {"_id", "owner_id", "version", "created_at", "updated_at", "deleted_at"}
+
+
+async def test_a_tombstone_keeps_only_what_sync_needs(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    todo = await create_todo(
+        client,
+        alice,
+        "secret text",
+        notes="secret notes",
+        tags=["t"],
+        due="2026-12-01",
+        priority=3,
+        completed=True,
+    )
+    await delete(client, alice, todo)
+    stored = await Todo.get_pymongo_collection().find_one({"deleted_at": {"$ne": None}})
+    assert stored is not None
+    assert set(stored) == SYNC_FIELDS
+    assert stored["version"] == 2
+    # Delta sync still reports the deletion.
+    sync = await changes(client, alice, updated_since=recently(), include_deleted="true")
+    assert [(item["id"], item.get("deleted")) for item in sync["items"]] == [(todo["id"], True)]
+
+
+async def test_clear_completed_leaves_tombstones_without_content(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    await create_todo(client, alice, "done", notes="private", completed=True)
+    await client.post("/api/todos/clear-completed", headers=alice.headers)
+    stored = await Todo.get_pymongo_collection().find({}).to_list(None)
+    assert [set(document) for document in stored] == [SYNC_FIELDS]
+
+
 # ---- clear-completed ----
 
 
