@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -20,6 +20,7 @@ from service import metrics
 from service.budget import request_budget
 from service.exceptions import PayloadTooLarge, ServiceError
 from service.request_context import RequestContext, reset_current_request, set_current_request
+from service.routes_table import RouteMethods
 
 access_logger = logging.getLogger("service.access")
 logger = logging.getLogger(__name__)
@@ -132,6 +133,36 @@ class RequestContextMiddleware:
             )
             metrics.observe_request(scope["method"], route, status_code, seconds)
             reset_current_request(token)
+
+
+class MethodNotAllowedMiddleware:
+    """405 with `Allow` for a method the path's own routes don't serve, before routing.
+
+    The router tries routes in order, so `PUT /api/todos/clear-completed` would reach
+    `PUT /api/todos/{todo_id}` and fail its id pattern (422). A fixed path is its own resource:
+    its methods are the most specific templates' (RouteMethods), whatever a `{param}` sibling
+    serves.
+    """
+
+    def __init__(self, app: ASGIApp, routes: RouteMethods) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self.routes.allowed(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                response = method_not_allowed(allowed)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def method_not_allowed(allowed: Iterable[str]) -> JSONResponse:
+    """The 405, whose Allow header lists every method of the path."""
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, 405, headers={"Allow": ", ".join(sorted(allowed))}
+    )
 
 
 class RequestBodyTooLarge(HTTPException):

