@@ -7,16 +7,22 @@ from datetime import timedelta
 from typing import Any, TypedDict
 
 import pymongo
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from service import crud
+from service.api.deps import check_body_content_type
 from service.api.router import api_router
 from service.client_ip import IPNetwork
 from service.config import Settings
 from service.db import MongoDatabase, create_client, init_db, wait_for_database
-from service.exceptions import DatabaseUnavailable, PayloadTooLarge, install_error_handlers
+from service.exceptions import (
+    DatabaseUnavailable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    install_error_handlers,
+)
 from service.feed import ChangeFeed
 from service.metrics import metrics_endpoint
 from service.middleware import (
@@ -135,6 +141,8 @@ def create_app(
         # Host header and the scheme uvicorn saw: http:// behind a TLS-terminating proxy.
         # Paths are exact: `/api/todos/` is a 404.
         redirect_slashes=False,
+        # Every route: a body must come in the type its route takes (415 or 422 otherwise).
+        dependencies=[Depends(check_body_content_type)],
     )
     install_error_handlers(app)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
@@ -187,6 +195,11 @@ def _document_operational_errors(app: FastAPI) -> None:
                         str(PayloadTooLarge.status_code),
                         {"description": PayloadTooLarge.detail, **error},
                     )
+                    if "application/json" in operation["requestBody"].get("content", {}):
+                        responses.setdefault(
+                            str(UnsupportedMediaType.status_code),
+                            {"description": UnsupportedMediaType.detail, **error},
+                        )
                     # FastAPI's own answer to a body it can't decode at all (not UTF-8, say).
                     responses.setdefault(
                         str(status.HTTP_400_BAD_REQUEST),
