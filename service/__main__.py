@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from service.config import Settings, get_settings
 from service.db import DatabaseUnreachableError, create_client, wait_for_database
 from service.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from service.http_limits import PROTOCOL as HTTP_PROTOCOL
 from service.logs import configure_logging
 
 logger = logging.getLogger("service")
@@ -103,6 +104,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             # X-Forwarded-For from 127.0.0.1.
             proxy_headers=False,
             server_header=False,
+            # Request heads bounded in size (431 past 16 KiB) and time (HEADER_TIMEOUT_SECONDS).
+            http=HTTP_PROTOCOL,
         )
     finally:
         if embedded is not None:
