@@ -137,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     port = settings.port if args.port is None else args.port
     try:
         serve(settings, host, port, args.workers)
-    except EmbeddedDatabaseError as exc:
-        sys.exit(f"todo-service: {exc}")
-    except DatabaseUnreachableError as exc:
+    except (EmbeddedDatabaseError, DatabaseUnreachableError) as exc:
         logger.critical("%s", exc)  # one clear line, no traceback
         return 1
     except (KeyboardInterrupt, _Terminated):
