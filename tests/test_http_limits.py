@@ -8,11 +8,15 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
+import service.__main__ as cli
+from service.config import Settings
 from service.embedded import free_port
-from service.http_limits import MAX_HEAD_BYTES
+from service.http_limits import MAX_HEAD_BYTES, PROTOCOL, BoundedHttpToolsProtocol
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import LiveServer, live_server
 from tests.utils import wait_until_serving
@@ -195,3 +199,26 @@ def test_every_worker_bounds_request_heads(tmp_path: Path, wire_url: str, worker
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_serve_runs_the_bounded_protocol_without_uvicorns_access_log(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+
+    async def reachable(_: Settings) -> None:
+        pass
+
+    monkeypatch.setattr(cli, "wait_until_reachable", reachable)
+    settings = Settings(
+        _env_file=None,
+        mongodb_url="mongodb://db.invalid:27017",
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]  # validated into SecretStr
+    )
+    cli.serve(settings, "127.0.0.1", 8000, workers)
+    (kwargs,) = calls
+    assert kwargs["http"] == PROTOCOL
+    assert uvicorn.importer.import_from_string(PROTOCOL) is BoundedHttpToolsProtocol
+    assert kwargs["access_log"] is False
