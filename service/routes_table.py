@@ -73,11 +73,6 @@ def route_methods(app: FastAPI) -> RouteMethods:
     )
 
 
-def allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method the routes documented for `path` serve (for a 405's Allow header)."""
-    return set(route_methods(app).allowed(path))
-
-
 def route_templates(app: FastAPI) -> dict[int, str]:
     """id(route object, as found in scope["route"]) -> its full path template."""
     return {id(route): path for route, path in iter_routes(app)}
