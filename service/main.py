@@ -7,12 +7,11 @@ from datetime import timedelta
 from typing import Any, TypedDict
 
 import pymongo
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from service import crud
-from service.api.deps import check_body_content_type
 from service.api.router import api_router
 from service.client_ip import IPNetwork
 from service.config import Settings
@@ -27,6 +26,7 @@ from service.feed import ChangeFeed
 from service.metrics import metrics_endpoint
 from service.middleware import (
     BodyLimitMiddleware,
+    ContentTypeMiddleware,
     DatabaseBudgetMiddleware,
     MethodNotAllowedMiddleware,
     RequestContextMiddleware,
@@ -34,7 +34,7 @@ from service.middleware import (
     method_not_allowed,
 )
 from service.models import Clock, Todo, utc_now
-from service.routes_table import route_methods, route_templates
+from service.routes_table import route_bodies, route_methods, route_templates
 from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
 
@@ -141,8 +141,6 @@ def create_app(
         # Host header and the scheme uvicorn saw: http:// behind a TLS-terminating proxy.
         # Paths are exact: `/api/todos/` is a 404.
         redirect_slashes=False,
-        # Every route: a body must come in the type its route takes (415 or 422 otherwise).
-        dependencies=[Depends(check_body_content_type)],
     )
     install_error_handlers(app)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
@@ -154,7 +152,8 @@ def create_app(
     budget_seconds = settings.request_db_budget_ms / 1000
     app.add_middleware(DatabaseBudgetMiddleware, budget_seconds=budget_seconds)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Inside CORS, which answers preflight OPTIONS itself.
+    app.add_middleware(ContentTypeMiddleware, routes=route_bodies(app))
+    # Inside CORS, which answers preflight OPTIONS itself; a 405 comes before a 415.
     app.add_middleware(MethodNotAllowedMiddleware, routes=route_methods(app))
     if settings.cors_origins:
         app.add_middleware(

@@ -6,10 +6,13 @@ versions copy every route with the full path into `app.routes`. This module hide
 difference: metrics and logs need "/api/todos/{todo_id}", never "/todos/{todo_id}".
 """
 
+import re
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import fastapi.routing
 from fastapi import FastAPI
+from fastapi.params import Form
 from starlette.routing import BaseRoute, compile_path
 
 
@@ -68,6 +71,44 @@ def route_methods(app: FastAPI) -> RouteMethods:
     """The app's routes, by path template, with their methods."""
     return RouteMethods(
         (template, methods)
+        for route, template in iter_routes(app)
+        if (methods := getattr(route, "methods", None))
+    )
+
+
+BodyType = Literal["json", "form"]
+
+
+class RouteBodies:
+    """For a method and path, the body type of the route the router will pick, if any."""
+
+    def __init__(self, routes: Iterable[tuple[str, Iterable[str], BodyType | None]]) -> None:
+        # In routing order, by method: the router takes the first route that matches both.
+        self._by_method: dict[str, list[tuple[re.Pattern[str], BodyType | None]]] = {}
+        for template, methods, body in routes:
+            regex = compile_path(template)[0]
+            for method in methods:
+                self._by_method.setdefault(method, []).append((regex, body))
+
+    def expected(self, method: str, path: str) -> BodyType | None:
+        """ "json", "form", or None (the route takes no body, or there is no such route)."""
+        for regex, body in self._by_method.get(method, ()):
+            if regex.match(path):
+                return body
+        return None
+
+
+def _body_type(route: BaseRoute) -> BodyType | None:
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
+        return None
+    return "form" if isinstance(body_field.field_info, Form) else "json"
+
+
+def route_bodies(app: FastAPI) -> RouteBodies:
+    """The app's routes with the body type each takes (FastAPI's body field)."""
+    return RouteBodies(
+        (template, methods, _body_type(route))
         for route, template in iter_routes(app)
         if (methods := getattr(route, "methods", None))
     )

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from beanie import PydanticObjectId
 from bson.errors import InvalidId
-from fastapi import Depends, Header, Path, Query, Request, params
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from service import crud
@@ -15,7 +14,7 @@ from service.client_ip import resolve_client_ip
 from service.config import Settings
 from service.crud.sessions import Authenticated
 from service.etags import if_match_versions
-from service.exceptions import NotFound, Unauthorized, UnsupportedMediaType
+from service.exceptions import NotFound, Unauthorized
 from service.feed import ChangeFeed
 from service.models import USER_AGENT_MAX_LENGTH, Clock, Todo, User, id_of
 from service.request_context import bind_user
@@ -212,38 +211,3 @@ async def get_stream_access(
 
 TokenAccess = Annotated[StreamAccess, Depends(get_token_access)]
 StreamAccessDep = Annotated[StreamAccess, Depends(get_stream_access)]
-
-
-FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
-FORM_EXPECTED = (
-    "This endpoint takes a form: send the fields with "
-    "Content-Type: application/x-www-form-urlencoded, not JSON"
-)
-
-
-def _is_json(media_type: str) -> bool:
-    """application/json or application/<anything>+json, as FastAPI decides what to parse."""
-    main, _, sub = media_type.partition("/")
-    return main == "application" and (sub == "json" or sub.endswith("+json"))
-
-
-async def check_body_content_type(request: Request) -> None:
-    """The body's Content-Type against what the matched route takes, for every route at once.
-
-    FastAPI parses a body as JSON only with a JSON content type (strict_content_type) and
-    otherwise hands the raw bytes to validation, whose 422 ("Input should be a valid
-    dictionary") doesn't say what was wrong; a form route reads a JSON body as an empty form
-    ("Field required"). Here: a body of any other type on a JSON route is a 415, a non-form body
-    on a form route a 422 that says a form is expected. Runs before the body is validated.
-    """
-    body_field = getattr(request.scope.get("route"), "body_field", None)
-    if body_field is None:
-        return
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if isinstance(body_field.field_info, params.Form):
-        if media_type not in FORM_MEDIA_TYPES and await request.body():
-            raise RequestValidationError(
-                [{"type": "form_expected", "loc": ("header", "content-type"), "msg": FORM_EXPECTED}]
-            )
-    elif not _is_json(media_type) and await request.body():
-        raise UnsupportedMediaType
