@@ -91,7 +91,7 @@ class RouteBodies:
                 self._by_method.setdefault(method, []).append((regex, body))
 
     def expected(self, method: str, path: str) -> BodyType | None:
-        """ "json", "form", or None (the route takes no body, or there is no such route)."""
+        """The body type the route for `method` and `path` takes: None if none, or no route."""
         for regex, body in self._by_method.get(method, ()):
             if regex.match(path):
                 return body
