@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from service.config import Settings, get_settings
 from service.db import DatabaseUnreachableError, create_client, wait_for_database
 from service.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from service.http_limits import PROTOCOL as HTTP_PROTOCOL
 from service.logs import configure_logging
 
 logger = logging.getLogger("service")
@@ -41,12 +42,16 @@ def app_factory() -> FastAPI:
     return create_app(settings)
 
 
-def _parser(settings: Settings) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
+    """The command line. Needs no settings (`--help` works without SECRET_KEY): the defaults
+    shown are the Settings field defaults, and HOST/PORT are applied after parsing."""
+    fields = Settings.model_fields
+    host, port = fields["host"].default, fields["port"].default
     parser = argparse.ArgumentParser(prog="todo-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the API")
-    serve.add_argument("--host", default=settings.host, help=f"default {settings.host}")
-    serve.add_argument("--port", type=int, default=settings.port, help=f"default {settings.port}")
+    serve.add_argument("--host", help=f"default: HOST, else {host}")
+    serve.add_argument("--port", type=int, help=f"default: PORT, else {port}")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     return parser
 
@@ -99,6 +104,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             # X-Forwarded-For from 127.0.0.1.
             proxy_headers=False,
             server_header=False,
+            # Request heads bounded in size (431 past 16 KiB) and time (HEADER_TIMEOUT_SECONDS).
+            http=HTTP_PROTOCOL,
         )
     finally:
         if embedded is not None:
@@ -116,6 +123,7 @@ def _use_multiprocess_metrics() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m service` and the `todo-service` script."""
+    args = _parser().parse_args(argv)  # before the settings: `--help` needs none
     try:
         settings = get_settings()
     except ValidationError as exc:
@@ -124,13 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.exit(f"todo-service: invalid configuration: {messages}")
     configure_logging(settings.log_level)
-    args = _parser(settings).parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    host = settings.host if args.host is None else args.host
+    port = settings.port if args.port is None else args.port
     try:
-        serve(settings, args.host, args.port, args.workers)
-    except EmbeddedDatabaseError as exc:
-        sys.exit(f"todo-service: {exc}")
-    except DatabaseUnreachableError as exc:
+        serve(settings, host, port, args.workers)
+    except (EmbeddedDatabaseError, DatabaseUnreachableError) as exc:
         logger.critical("%s", exc)  # one clear line, no traceback
         return 1
     except (KeyboardInterrupt, _Terminated):

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     docs_enabled: bool | None = None
     metrics_enabled: bool | None = None
     shutdown_grace_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
+    # A connection whose request line and headers haven't all arrived this many seconds after
+    # their first byte (or after the connection opened) is closed (service/http_limits.py).
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     @property
     def is_development(self) -> bool:

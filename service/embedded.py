@@ -4,7 +4,9 @@ SecantusDB is GPL-2.0 and an optional extra, so the service only ever talks to i
 MongoDB wire protocol, like any other server.
 """
 
+import fcntl
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -28,8 +30,69 @@ NOT_INSTALLED = (
 )
 
 
+# Run by the child between the service and SecantusDB, then replaced by it (exec keeps the
+# setting): the kernel sends SIGTERM to the database when the service dies, even by SIGKILL.
+# Done in a launcher rather than a preexec_fn, which is unsafe once the parent has threads.
+# PR_SET_PDEATHSIG follows the *thread* that started the child: start() runs on the main one.
+_DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+PR_SET_PDEATHSIG = 1
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+    sys.exit(f"prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}")
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the service exited before its embedded database started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+# WiredTiger holds an fcntl lock on this file of its directory while it runs.
+WIREDTIGER_LOCK = "WiredTiger.lock"
+
+
 class EmbeddedDatabaseError(RuntimeError):
     """The embedded database could not be found or started."""
+
+
+def lock_holder(storage_path: Path) -> int | None:
+    """Whether a running process has WiredTiger's lock on `storage_path`: its pid (0 if it
+    can't be told), or None if the directory is free. A lock can't outlive its process, so
+    the file a killed database leaves behind doesn't count."""
+    lock = storage_path / WIREDTIGER_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return _posix_lock_owner(os.fstat(fd).st_ino)
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _posix_lock_owner(inode: int) -> int:
+    """The pid holding a POSIX lock on the file with this inode (Linux's /proc/locks), or 0."""
+    try:
+        table = Path("/proc/locks").read_text(encoding="ascii")
+    except OSError:
+        return 0
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: POSIX  ADVISORY  WRITE 4242 fd:01:1311830 0 EOF"
+        if len(fields) > 5 and fields[1] == "POSIX" and fields[5].endswith(f":{inode}"):
+            return int(fields[4])
+    return 0
+
+
+def in_use_message(storage_path: Path, pid: int) -> str:
+    holder = f"process {pid}" if pid else "another process"
+    stop = f"stop it (kill {pid})" if pid else "stop it"
+    return (
+        f"the embedded database directory {storage_path} is in use by {holder}: another "
+        f"`make run` or `todo-service serve`, or a database it left running. Either {stop}, "
+        "or set DATA_DIR to another directory."
+    )
 
 
 def find_executable() -> str | None:
@@ -81,7 +144,10 @@ class EmbeddedDatabase:
         if executable is None:
             raise EmbeddedDatabaseError(NOT_INSTALLED)
         if str(self.storage_path) != ":memory:":
-            Path(self.storage_path).mkdir(parents=True, exist_ok=True)
+            storage = Path(self.storage_path)
+            if (holder := lock_holder(storage)) is not None:
+                raise EmbeddedDatabaseError(in_use_message(storage.resolve(), holder))
+            storage.mkdir(parents=True, exist_ok=True)
         command = [
             executable,
             "--host",
@@ -99,8 +165,10 @@ class EmbeddedDatabase:
         logger.info(
             "starting embedded SecantusDB on %s:%d (%s)", self.host, self.port, self.storage_path
         )
+        if sys.platform == "linux":
+            command = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
         # Its own session: Ctrl-C reaches only the service, which stops the database after
-        # the last request has finished.
+        # the last request has finished. If the service dies first, so does the database.
         self._process = subprocess.Popen(  # noqa: S603 -- fixed argv, no shell
             command, stdin=subprocess.DEVNULL, start_new_session=True
         )

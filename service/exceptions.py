@@ -84,6 +84,11 @@ class PayloadTooLarge(ServiceError):
     detail = "Request body too large"
 
 
+class UnsupportedMediaType(ServiceError):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    detail = "Unsupported media type: send the body as JSON, with Content-Type: application/json"
+
+
 class ServiceUnavailable(ServiceError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     detail = "Service unavailable"

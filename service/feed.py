@@ -609,29 +609,3 @@ async def _cancel_until_done(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-_TICKET_RE = re.compile(r"(?<=[?&]ticket=)[^&\s]*")
-
-
-class RedactTickets(logging.Filter):
-    """Blanks `ticket=` query values in access-log lines: a ticket is a credential."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TICKET_RE.sub("***", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        if isinstance(record.msg, str):
-            record.msg = _TICKET_RE.sub("***", record.msg)
-        return True
-
-
-_REDACT_TICKETS = RedactTickets()
-
-
-def redact_tickets_in_access_log() -> None:
-    """Install RedactTickets on uvicorn's access logger (once)."""
-    access = logging.getLogger("uvicorn.access")
-    if _REDACT_TICKETS not in access.filters:
-        access.addFilter(_REDACT_TICKETS)

@@ -50,7 +50,15 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         # uvicorn's own handlers would print a second, plain-text copy.
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The request middleware writes one line per request (service.access, route template only).
+    # uvicorn writes its access line whenever "uvicorn.access" has a handler, its root's
+    # included, and that line carries the raw query string: it must reach no handler at all,
+    # whichever way uvicorn was started (this runs in every worker, after uvicorn's own setup).
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True

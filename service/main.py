@@ -16,17 +16,25 @@ from service.api.router import api_router
 from service.client_ip import IPNetwork
 from service.config import Settings
 from service.db import MongoDatabase, create_client, init_db, wait_for_database
-from service.exceptions import DatabaseUnavailable, PayloadTooLarge, install_error_handlers
-from service.feed import ChangeFeed, redact_tickets_in_access_log
+from service.exceptions import (
+    DatabaseUnavailable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    install_error_handlers,
+)
+from service.feed import ChangeFeed
 from service.metrics import metrics_endpoint
 from service.middleware import (
     BodyLimitMiddleware,
+    ContentTypeMiddleware,
     DatabaseBudgetMiddleware,
+    MethodNotAllowedMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
+    method_not_allowed,
 )
 from service.models import Clock, Session, Todo, utc_now
-from service.routes_table import allowed_methods, route_templates
+from service.routes_table import route_bodies, route_methods, route_templates
 from service.schemas import ErrorDetail
 from service.security import PasswordHasher, TokenSettings
 
@@ -67,7 +75,6 @@ async def _ensure_setting_indexes(settings: Settings) -> None:
 async def _started(state: AppState) -> AsyncIterator[None]:
     """What runs on the initialised database: settings-made indexes and the change feed."""
     await _ensure_setting_indexes(state["settings"])
-    redact_tickets_in_access_log()
     # One change stream per worker process, shared by every event stream; closed on exit.
     await state["feed"].start(
         Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection()
@@ -136,6 +143,10 @@ def create_app(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # A redirect to the path without its trailing slash would be absolute, built from the
+        # Host header and the scheme uvicorn saw: http:// behind a TLS-terminating proxy.
+        # Paths are exact: `/api/todos/` is a 404.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
@@ -147,6 +158,9 @@ def create_app(
     budget_seconds = settings.request_db_budget_ms / 1000
     app.add_middleware(DatabaseBudgetMiddleware, budget_seconds=budget_seconds)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ContentTypeMiddleware, routes=route_bodies(app))
+    # Inside CORS, which answers preflight OPTIONS itself; a 405 comes before a 415.
+    app.add_middleware(MethodNotAllowedMiddleware, routes=route_methods(app))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -162,12 +176,7 @@ def create_app(
 
 async def _method_not_allowed(request: Request, _: Exception) -> JSONResponse:
     """405 whose Allow header lists every method of the path, not just the first route's."""
-    methods = allowed_methods(request.app, request.url.path)
-    return JSONResponse(
-        {"detail": "Method Not Allowed"},
-        status.HTTP_405_METHOD_NOT_ALLOWED,
-        headers={"Allow": ", ".join(sorted(methods))},
-    )
+    return method_not_allowed(route_methods(request.app).allowed(request.url.path))
 
 
 def _document_operational_errors(app: FastAPI) -> None:
@@ -191,6 +200,11 @@ def _document_operational_errors(app: FastAPI) -> None:
                         str(PayloadTooLarge.status_code),
                         {"description": PayloadTooLarge.detail, **error},
                     )
+                    if "application/json" in operation["requestBody"].get("content", {}):
+                        responses.setdefault(
+                            str(UnsupportedMediaType.status_code),
+                            {"description": UnsupportedMediaType.detail, **error},
+                        )
                     # FastAPI's own answer to a body it can't decode at all (not UTF-8, say).
                     responses.setdefault(
                         str(status.HTTP_400_BAD_REQUEST),

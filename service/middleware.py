@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 from service.budget import request_budget
-from service.exceptions import PayloadTooLarge, ServiceError
+from service.exceptions import PayloadTooLarge, ServiceError, UnsupportedMediaType
 from service.request_context import RequestContext, reset_current_request, set_current_request
+from service.routes_table import RouteBodies, RouteMethods
 
 access_logger = logging.getLogger("service.access")
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 # a log line; anything else is replaced by a generated id.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED_ROUTE = "<unmatched>"
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -132,6 +134,83 @@ class RequestContextMiddleware:
             )
             metrics.observe_request(scope["method"], route, status_code, seconds)
             reset_current_request(token)
+
+
+class MethodNotAllowedMiddleware:
+    """405 with `Allow` for a method the path's own routes don't serve, before routing.
+
+    The router tries routes in order, so `PUT /api/todos/clear-completed` would reach
+    `PUT /api/todos/{todo_id}` and fail its id pattern (422). A fixed path is its own resource:
+    its methods are the most specific templates' (RouteMethods), whatever a `{param}` sibling
+    serves.
+    """
+
+    def __init__(self, app: ASGIApp, routes: RouteMethods) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self.routes.allowed(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                response = method_not_allowed(allowed)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def method_not_allowed(allowed: Iterable[str]) -> JSONResponse:
+    """The 405, whose Allow header lists every method of the path."""
+    return JSONResponse(
+        {"detail": "Method Not Allowed"}, 405, headers={"Allow": ", ".join(sorted(allowed))}
+    )
+
+
+FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+FORM_EXPECTED = (
+    "This endpoint takes a form: send the fields with "
+    "Content-Type: application/x-www-form-urlencoded, not JSON"
+)
+
+
+def is_json(media_type: str) -> bool:
+    """application/json or application/<anything>+json: what FastAPI parses as JSON."""
+    main, _, sub = media_type.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+class ContentTypeMiddleware:
+    """A request body must come in the type its route takes, before the route runs.
+
+    FastAPI parses a body as JSON only with a JSON content type (strict_content_type) and
+    otherwise hands the raw bytes to validation, whose 422 ("Input should be a valid
+    dictionary") doesn't say what was wrong; a form route reads a JSON body as an empty form
+    ("Field required"). Here, keyed on the body the matched route takes (RouteBodies): a body
+    of any other type, or none declared, on a JSON route is a 415; a non-form body on a form
+    route is a 422 that says a form is expected. Requests without a body pass untouched.
+    """
+
+    def __init__(self, app: ASGIApp, routes: RouteBodies) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in BODYLESS_METHODS:
+            headers = Headers(scope=scope)
+            has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+            expected = has_body and self.routes.expected(scope["method"], scope["path"])
+            if expected:
+                media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+                if expected == "json" and not is_json(media_type):
+                    response = _error(UnsupportedMediaType.status_code, UnsupportedMediaType.detail)
+                    await response(scope, receive, send)
+                    return
+                if expected == "form" and media_type not in FORM_MEDIA_TYPES:
+                    error = {"type": "form_expected", "loc": ["header", "content-type"]}
+                    response = JSONResponse({"detail": [{**error, "msg": FORM_EXPECTED}]}, 422)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 class RequestBodyTooLarge(HTTPException):

@@ -6,10 +6,13 @@ versions copy every route with the full path into `app.routes`. This module hide
 difference: metrics and logs need "/api/todos/{todo_id}", never "/todos/{todo_id}".
 """
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import fastapi.routing
 from fastapi import FastAPI
+from fastapi.params import Form
 from starlette.routing import BaseRoute, compile_path
 
 
@@ -26,23 +29,89 @@ def iter_routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str]]:
             yield context.original_route, path
 
 
-def allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method the routes documented for `path` serve (for a 405's Allow header).
+class RouteMethods:
+    """For a request path, the methods of the most specific route templates that match it.
 
-    Only the most specific templates count: `/api/todos/events` is its own resource, not a
-    `/api/todos/{todo_id}` whose id happens to be "events".
+    Only the templates with the fewest parameters count: `/api/todos/events` is its own
+    resource, not a `/api/todos/{todo_id}` whose id happens to be "events".
     """
-    matches: list[tuple[int, BaseRoute]] = []
-    for route, template in iter_routes(app):
-        regex, _, _ = compile_path(template)
-        if regex.match(path):
-            matches.append((template.count("{"), route))
-    fewest_params = min((params for params, _ in matches), default=0)
-    methods: set[str] = set()
-    for params, route in matches:
-        if params == fewest_params:
-            methods |= getattr(route, "methods", None) or set()
-    return methods
+
+    def __init__(self, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
+        methods: dict[str, set[str]] = {}
+        for template, route_methods in routes:
+            methods.setdefault(template, set()).update(route_methods)
+        self._fixed = {
+            template: frozenset(found) for template, found in methods.items() if "{" not in template
+        }
+        self._patterns = sorted(
+            (
+                (template.count("{"), compile_path(template)[0], frozenset(found))
+                for template, found in methods.items()
+                if "{" in template
+            ),
+            key=lambda pattern: pattern[0],
+        )
+
+    def allowed(self, path: str) -> frozenset[str]:
+        """The methods `path` is served with; empty if no route matches it."""
+        if (fixed := self._fixed.get(path)) is not None:
+            return fixed
+        fewest: int | None = None
+        allowed: frozenset[str] = frozenset()
+        for params, regex, methods in self._patterns:
+            if fewest is not None and params > fewest:
+                break
+            if regex.match(path):
+                fewest = params
+                allowed |= methods
+        return allowed
+
+
+def route_methods(app: FastAPI) -> RouteMethods:
+    """The app's routes, by path template, with their methods."""
+    return RouteMethods(
+        (template, methods)
+        for route, template in iter_routes(app)
+        if (methods := getattr(route, "methods", None))
+    )
+
+
+BodyType = Literal["json", "form"]
+
+
+class RouteBodies:
+    """For a method and path, the body type of the route the router will pick, if any."""
+
+    def __init__(self, routes: Iterable[tuple[str, Iterable[str], BodyType | None]]) -> None:
+        # In routing order, by method: the router takes the first route that matches both.
+        self._by_method: dict[str, list[tuple[re.Pattern[str], BodyType | None]]] = {}
+        for template, methods, body in routes:
+            regex = compile_path(template)[0]
+            for method in methods:
+                self._by_method.setdefault(method, []).append((regex, body))
+
+    def expected(self, method: str, path: str) -> BodyType | None:
+        """The body type the route for `method` and `path` takes: None if none, or no route."""
+        for regex, body in self._by_method.get(method, ()):
+            if regex.match(path):
+                return body
+        return None
+
+
+def _body_type(route: BaseRoute) -> BodyType | None:
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
+        return None
+    return "form" if isinstance(body_field.field_info, Form) else "json"
+
+
+def route_bodies(app: FastAPI) -> RouteBodies:
+    """The app's routes with the body type each takes (FastAPI's body field)."""
+    return RouteBodies(
+        (template, methods, _body_type(route))
+        for route, template in iter_routes(app)
+        if (methods := getattr(route, "methods", None))
+    )
 
 
 def route_templates(app: FastAPI) -> dict[int, str]:

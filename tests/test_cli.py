@@ -125,7 +125,7 @@ def test_production_without_a_secret_key_refuses_to_start(tmp_path: Path) -> Non
 
 
 def test_without_the_embedded_extra_or_mongodb_url_it_says_what_to_do(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in _SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
@@ -135,10 +135,68 @@ def test_without_the_embedded_extra_or_mongodb_url_it_says_what_to_do(
     monkeypatch.setattr(embedded, "find_executable", lambda: None)
     get_settings.cache_clear()
     try:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(["serve", "--port", str(free_port())])
+        assert cli.main(["serve", "--port", str(free_port())]) == 1
     finally:
         get_settings.cache_clear()
-    message = str(exit_info.value.code)
-    assert "MONGODB_URL" in message
-    assert "[embedded]" in message
+    [line] = capsys.readouterr().err.splitlines()
+    assert '"CRITICAL"' in line
+    assert "MONGODB_URL" in line
+    assert "[embedded]" in line
+
+
+def wait_until_gone(pid: int, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while is_running(pid):
+        assert time.monotonic() < deadline, f"process {pid} still running"
+        time.sleep(0.1)
+
+
+def test_the_embedded_database_dies_with_a_killed_service(tmp_path: Path) -> None:
+    with running_service(tmp_path) as (process, _):
+        [database_pid] = children_of(process.pid)
+        process.kill()  # SIGKILL: the service can't stop its database itself
+        process.wait()
+        wait_until_gone(database_pid)
+    # Its data directory is free again: the next start serves.
+    with running_service(tmp_path) as (process, _):
+        assert stop(process) == 0
+
+
+def test_a_second_service_on_the_same_data_dir_says_so_in_one_line(tmp_path: Path) -> None:
+    with running_service(tmp_path) as (process, _):
+        [database_pid] = children_of(process.pid)
+        second = subprocess.run(
+            [sys.executable, "-m", "service", "serve", "--port", str(free_port())],
+            env=service_env(ENVIRONMENT="development", DATA_DIR=str(tmp_path)),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert is_running(database_pid), "the first one's database is left alone"
+        assert stop(process) == 0
+    assert second.returncode == 1
+    [line] = second.stderr.splitlines()
+    assert '"CRITICAL"' in line
+    assert f"in use by process {database_pid}" in line
+    assert "DATA_DIR" in line
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"]])
+def test_help_needs_no_settings(tmp_path: Path, argv: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", *argv],
+        env=service_env(ENVIRONMENT="production"),  # no SECRET_KEY: settings would fail
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: todo-service")
+    assert "SECRET_KEY" not in result.stderr
+    if argv[0] == "serve":
+        assert "default: HOST, else 127.0.0.1" in result.stdout
+        assert "default: PORT, else 8000" in result.stdout

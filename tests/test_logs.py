@@ -1,14 +1,19 @@
 """Request logs: one JSON line per request, with its id and route; secrets never logged."""
 
+import asyncio
 import json
 import logging
 import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from httpx import AsyncClient
 
 from service.logs import JsonFormatter
+from tests.live_server import LiveServer, live_server
 from tests.utils import create_account, create_todo, log_in, sign_up
 
 FORMATTER = JsonFormatter()
@@ -91,3 +96,39 @@ def test_formatter_adds_extras_and_exceptions() -> None:
     assert line["route"] == "/api/x"
     assert "ValueError: boom" in line["exception"]
     assert line["level"] == "ERROR"
+
+
+def _logged(server: LiveServer) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+
+
+async def test_a_served_request_is_logged_once_without_its_query_string(
+    wire_url: str, tmp_path: Path
+) -> None:
+    marker = f"needle{uuid.uuid4().hex}"
+    paths = [
+        f"/api/todos?limit=5&q={marker}",
+        f"/api/health?search={marker}",
+        f"/api/todos/events?ticket={marker}",
+        f"/api/nowhere?{marker}=1",
+    ]
+    async with (
+        live_server(wire_url, tmp_path) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        user = await create_account(http)
+        ids = [f"log-test-{n}" for n in range(len(paths))]
+        for path, request_id in zip(paths, ids, strict=True):
+            await http.get(path, headers={**user.headers, "X-Request-ID": request_id})
+        for _ in range(100):  # the line is written just after the response is sent
+            seen = [line.get("request_id") for line in _logged(server)]
+            if all(request_id in seen for request_id in ids):
+                break
+            await asyncio.sleep(0.05)
+        lines = _logged(server)
+        text = server.log_text()
+    for request_id in ids:
+        mine = [line for line in lines if line.get("request_id") == request_id]
+        assert [line["logger"] for line in mine] == ["service.access"], mine
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert marker not in text

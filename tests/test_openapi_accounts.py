@@ -16,21 +16,21 @@ def paths() -> dict[str, Any]:
     return schema["paths"]  # type: ignore[no-any-return]  # JSON
 
 
-# Every route with a body also documents 400 (undecodable body) and 413, and every route that
-# needs the database 503 (service/main.py adds those in one place).
+# Every route with a body also documents 400 (undecodable body) and 413 (and 415 for a JSON
+# body), and every route that needs the database 503 (service/main.py adds those in one place).
 @pytest.mark.parametrize(
     ("method", "path", "codes"),
     [
         ("post", "/api/token", {"200", "400", "401", "413", "422", "429", "503"}),
-        ("post", "/api/token/refresh", {"200", "400", "401", "413", "422", "503"}),
+        ("post", "/api/token/refresh", {"200", "400", "401", "413", "415", "422", "503"}),
         ("post", "/api/logout", {"204", "401", "503"}),
         ("post", "/api/logout/all", {"204", "401", "503"}),
         ("get", "/api/sessions", {"200", "401", "422", "503"}),
         ("delete", "/api/sessions/{session_id}", {"204", "401", "404", "422", "503"}),
-        ("post", "/api/users", {"201", "400", "409", "413", "422", "429", "503"}),
-        ("patch", "/api/me", {"200", "400", "401", "409", "413", "422", "429", "503"}),
-        ("put", "/api/me/password", {"204", "400", "401", "413", "422", "429", "503"}),
-        ("delete", "/api/me", {"204", "400", "401", "413", "422", "429", "503"}),
+        ("post", "/api/users", {"201", "400", "409", "413", "415", "422", "429", "503"}),
+        ("patch", "/api/me", {"200", "400", "401", "409", "413", "415", "422", "429", "503"}),
+        ("put", "/api/me/password", {"204", "400", "401", "413", "415", "422", "429", "503"}),
+        ("delete", "/api/me", {"204", "400", "401", "413", "415", "422", "429", "503"}),
     ],
 )
 def test_routes_document_their_responses(
