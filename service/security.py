@@ -170,9 +170,14 @@ class PasswordHasher:
         """Hashes and verifications running or waiting for a slot."""
         return self._in_flight
 
-    async def _run(self, function: Callable[..., R], *args: str) -> R:
+    def ensure_room(self) -> None:
+        """Raise PasswordHasherBusy if a call now would be refused: lets a request that will
+        hash give up before its other work (the bound itself is kept by each call)."""
         if self._in_flight >= self._capacity:
             raise PasswordHasherBusy
+
+    async def _run(self, function: Callable[..., R], *args: str) -> R:
+        self.ensure_room()
         self._in_flight += 1
         try:
             return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)

@@ -70,6 +70,7 @@ class LoginThrottle:
         `hashed` None (no such account) still costs one verification, of a dummy hash, so
         that timing doesn't reveal which emails have accounts; it always fails.
         """
+        passwords.ensure_room()  # nothing reserved for a check that would be refused
         email, ip = await _reserve_all(
             [
                 (LOGIN_EMAIL, self.email, self.settings.login_max_failures),

@@ -10,9 +10,11 @@ from httpx import AsyncClient, Response
 from starlette.types import ASGIApp
 
 from service import crud, security
+from service.api.throttling import LOGIN_EMAIL, LOGIN_IP, LoginThrottle
 from service.config import Settings
 from service.crud.throttle import counter_key
 from service.models import ThrottleCounter
+from service.security import PasswordHasher, PasswordHasherBusy
 from tests.utils import (
     DEFAULT_PASSWORD,
     FakeClock,
@@ -270,6 +272,26 @@ async def test_a_login_finding_the_hash_queue_full_is_503_at_once_and_not_counte
     assert (await holding).status_code == 200
     # The refused attempt used none of the email's one-failure budget.
     assert (await login(client, second["email"], DEFAULT_PASSWORD)).status_code == 200
+
+
+class RefusingHasher(PasswordHasher):
+    """A hasher whose queue fills up between the early check and the verification."""
+
+    async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        raise PasswordHasherBusy
+
+
+async def test_a_check_the_hasher_refuses_gives_its_slots_back(
+    client: AsyncClient, settings: Settings, clock: FakeClock
+) -> None:
+    email, ip = "a@example.com", "192.0.2.1"
+    throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=clock.now)
+    with pytest.raises(PasswordHasherBusy):
+        await throttle.verify(RefusingHasher(1, queue=0), WRONG, None, login=True)
+    for kind, subject in ((LOGIN_EMAIL, email), (LOGIN_IP, ip)):
+        stored = await ThrottleCounter.get(counter_key(kind, subject))
+        assert stored is not None
+        assert stored.hits == 0
 
 
 def test_default_hash_queue_is_16() -> None:

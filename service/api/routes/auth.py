@@ -68,6 +68,7 @@ async def login(
     `Retry-After`) until the window has passed; 503 (and `Retry-After`) while too many
     passwords already wait to be checked.
     """
+    passwords.ensure_room()  # a burst is refused before it costs any database work
     email = username.strip().lower()
     now = clock()
     throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=now)
