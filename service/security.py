@@ -4,7 +4,9 @@ import hashlib
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -149,40 +151,53 @@ class PasswordHasherBusy(Exception):
     """PASSWORD_HASH_QUEUE requests are already waiting for a hashing slot."""
 
 
+# Whether the current request already holds a place (PasswordHasher.admitted).
+_admitted: ContextVar[bool] = ContextVar("password_hasher_admitted", default=False)
+
+
 class PasswordHasher:
     """Hashes and verifies in worker threads, at most `concurrency` at once, `queue` waiting.
 
     Argon2 and bcrypt hold the CPU for ~100-250 ms: inside `async def` they would stall every
     other request, and unbounded they would take every thread (and 64 MiB each for Argon2).
-    A call that would have to wait behind `queue` others raises PasswordHasherBusy at once
+    A request that would have to wait behind `queue` others raises PasswordHasherBusy at once
     instead: a burst would otherwise delay every login behind it by seconds.
     """
 
     def __init__(self, concurrency: int, queue: int) -> None:
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._capacity = concurrency + queue
-        # Calls running or waiting. Checked and counted with no await in between, so the
-        # bound holds under any number of concurrent callers (one event loop per hasher).
+        # Requests holding a place: hashing, or on their way to it. Checked and counted with
+        # no await in between, so the bound holds under any number of concurrent callers.
         self._in_flight = 0
 
     @property
     def in_flight(self) -> int:
-        """Hashes and verifications running or waiting for a slot."""
+        """Requests hashing or waiting to."""
         return self._in_flight
 
-    def ensure_room(self) -> None:
-        """Raise PasswordHasherBusy if a call now would be refused: lets a request that will
-        hash give up before its other work (the bound itself is kept by each call)."""
+    @asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        """Hold a place for the whole of a request's password check, its database work
+        included, so that a burst beyond the queue is refused before it costs anything;
+        PasswordHasherBusy if there is none. Nested use (and hashing inside) takes no other.
+        """
+        if _admitted.get():
+            yield
+            return
         if self._in_flight >= self._capacity:
             raise PasswordHasherBusy
+        self._in_flight += 1
+        token = _admitted.set(True)
+        try:
+            yield
+        finally:
+            _admitted.reset(token)
+            self._in_flight -= 1
 
     async def _run(self, function: Callable[..., R], *args: str) -> R:
-        self.ensure_room()
-        self._in_flight += 1
-        try:
+        async with self.admitted():
             return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
-        finally:
-            self._in_flight -= 1
 
     async def hash(self, password: str) -> str:
         """Argon2id hash of password."""

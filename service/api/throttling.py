@@ -70,24 +70,24 @@ class LoginThrottle:
         `hashed` None (no such account) still costs one verification, of a dummy hash, so
         that timing doesn't reveal which emails have accounts; it always fails.
         """
-        passwords.ensure_room()  # nothing reserved for a check that would be refused
-        email, ip = await _reserve_all(
-            [
-                (LOGIN_EMAIL, self.email, self.settings.login_max_failures),
-                (LOGIN_IP, self.ip, self.settings.login_max_failures_per_ip),
-            ],
-            now=self.now,
-            window=timedelta(seconds=self.settings.login_window_seconds),
-            message=TOO_MANY_LOGINS,
-        )
-        try:
-            valid, new_hash = await passwords.verify(password, hashed or DUMMY_HASH)
-            valid = valid and hashed is not None
-        except Exception:
-            # Not an attempt (the hashing queue was full, say). A cancelled request keeps
-            # its count: giving it back would need awaiting inside the cancellation.
-            await _release_all([email, ip], now=self.now)
-            raise
+        async with passwords.admitted():  # 503 at once, before anything is counted
+            email, ip = await _reserve_all(
+                [
+                    (LOGIN_EMAIL, self.email, self.settings.login_max_failures),
+                    (LOGIN_IP, self.ip, self.settings.login_max_failures_per_ip),
+                ],
+                now=self.now,
+                window=timedelta(seconds=self.settings.login_window_seconds),
+                message=TOO_MANY_LOGINS,
+            )
+            try:
+                valid, new_hash = await passwords.verify(password, hashed or DUMMY_HASH)
+                valid = valid and hashed is not None
+            except Exception:
+                # The check itself failed: not an attempt. A cancelled request keeps its
+                # count: giving it back would need awaiting inside the cancellation.
+                await _release_all([email, ip], now=self.now)
+                raise
         if valid:
             if login:
                 await crud.throttle.clear(kind=LOGIN_EMAIL, subject=self.email)

@@ -14,7 +14,7 @@ from service.api.throttling import LOGIN_EMAIL, LOGIN_IP, LoginThrottle
 from service.config import Settings
 from service.crud.throttle import counter_key
 from service.models import ThrottleCounter
-from service.security import PasswordHasher, PasswordHasherBusy
+from service.security import PasswordHasher
 from tests.utils import (
     DEFAULT_PASSWORD,
     FakeClock,
@@ -254,7 +254,7 @@ async def test_a_right_current_password_uses_no_budget(client: AsyncClient) -> N
     "settings_overrides",
     [{"password_hash_concurrency": 1, "password_hash_queue": 0, "login_max_failures": 1}],
 )
-async def test_a_login_finding_the_hash_queue_full_is_503_at_once_and_not_counted(
+async def test_a_login_finding_the_hash_queue_full_is_503_before_anything_is_counted(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = await sign_up(client), await sign_up(client)
@@ -265,6 +265,8 @@ async def test_a_login_finding_the_hash_queue_full_is_503_at_once_and_not_counte
         await gate.entered()
         refused = await login(client, second["email"], DEFAULT_PASSWORD)
         assert refused.status_code == 503
+        # Refused before anything was counted for it.
+        assert await ThrottleCounter.get(counter_key(LOGIN_EMAIL, second["email"])) is None
         assert refused.headers["retry-after"] == "1"
         assert refused.json() == {"detail": "Too many logins at once; try again shortly"}
     finally:
@@ -274,20 +276,20 @@ async def test_a_login_finding_the_hash_queue_full_is_503_at_once_and_not_counte
     assert (await login(client, second["email"], DEFAULT_PASSWORD)).status_code == 200
 
 
-class RefusingHasher(PasswordHasher):
-    """A hasher whose queue fills up between the early check and the verification."""
+class FailingHasher(PasswordHasher):
+    """A hasher whose verification fails (a worker thread error, say)."""
 
     async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
-        raise PasswordHasherBusy
+        raise RuntimeError("no thread")
 
 
-async def test_a_check_the_hasher_refuses_gives_its_slots_back(
+async def test_a_check_that_fails_gives_its_slots_back(
     client: AsyncClient, settings: Settings, clock: FakeClock
 ) -> None:
     email, ip = "a@example.com", "192.0.2.1"
     throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=clock.now)
-    with pytest.raises(PasswordHasherBusy):
-        await throttle.verify(RefusingHasher(1, queue=0), WRONG, None, login=True)
+    with pytest.raises(RuntimeError):
+        await throttle.verify(FailingHasher(1, queue=0), WRONG, None, login=True)
     for kind, subject in ((LOGIN_EMAIL, email), (LOGIN_IP, ip)):
         stored = await ThrottleCounter.get(counter_key(kind, subject))
         assert stored is not None

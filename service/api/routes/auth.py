@@ -68,15 +68,16 @@ async def login(
     `Retry-After`) until the window has passed; 503 (and `Retry-After`) while too many
     passwords already wait to be checked.
     """
-    passwords.ensure_room()  # a burst is refused before it costs any database work
     email = username.strip().lower()
     now = clock()
     throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=now)
-    user = await crud.users.get_user_by_email(email=email)
-    # An unknown email still costs one verification (see LoginThrottle.verify).
-    valid, new_hash = await throttle.verify(
-        passwords, password, user.hashed_password if user else None, login=True
-    )
+    # A place in the hashing queue first: a burst beyond it is refused before any query.
+    async with passwords.admitted():
+        user = await crud.users.get_user_by_email(email=email)
+        # An unknown email still costs one verification (see LoginThrottle.verify).
+        valid, new_hash = await throttle.verify(
+            passwords, password, user.hashed_password if user else None, login=True
+        )
     if user is None or not valid:
         raise Unauthorized(LOGIN_FAILED)
     if new_hash is not None:
