@@ -102,7 +102,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 class PasswordHashingBusy(ServiceUnavailable):
     """503 when PASSWORD_HASH_QUEUE requests already wait to have a password hashed."""
 
-    detail = "Too many logins at once; try again shortly"
+    detail = "Too many password checks at once; try again shortly"
     headers: ClassVar[dict[str, str] | None] = {
         "Retry-After": str(PASSWORD_HASH_BUSY_RETRY_AFTER_SECONDS)
     }

@@ -151,8 +151,10 @@ class PasswordHasherBusy(Exception):
     """PASSWORD_HASH_QUEUE requests are already waiting for a hashing slot."""
 
 
-# Whether the current request already holds a place (PasswordHasher.admitted).
-_admitted: ContextVar[bool] = ContextVar("password_hasher_admitted", default=False)
+# The hasher the current request already holds a place in (PasswordHasher.admitted).
+_admitted: ContextVar["PasswordHasher | None"] = ContextVar(
+    "password_hasher_admitted", default=None
+)
 
 
 class PasswordHasher:
@@ -182,13 +184,13 @@ class PasswordHasher:
         included, so that a burst beyond the queue is refused before it costs anything;
         PasswordHasherBusy if there is none. Nested use (and hashing inside) takes no other.
         """
-        if _admitted.get():
+        if _admitted.get() is self:
             yield
             return
         if self._in_flight >= self._capacity:
             raise PasswordHasherBusy
         self._in_flight += 1
-        token = _admitted.set(True)
+        token = _admitted.set(self)
         try:
             yield
         finally:

@@ -268,7 +268,7 @@ async def test_a_login_finding_the_hash_queue_full_is_503_before_anything_is_cou
         # Refused before anything was counted for it.
         assert await ThrottleCounter.get(counter_key(LOGIN_EMAIL, second["email"])) is None
         assert refused.headers["retry-after"] == "1"
-        assert refused.json() == {"detail": "Too many logins at once; try again shortly"}
+        assert refused.json() == {"detail": "Too many password checks at once; try again shortly"}
     finally:
         gate.open()
     assert (await holding).status_code == 200
