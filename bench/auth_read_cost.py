@@ -26,6 +26,7 @@ from bench.database_url import database_url
 from service import crud
 from service.db import init_db
 from service.models import Session, User, utc_now
+from service.security import new_session_id
 
 
 async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
@@ -41,7 +42,7 @@ async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
         now = utc_now()
         filler = [
             {
-                "_id": PydanticObjectId(),
+                "_id": new_session_id(),
                 "user_id": PydanticObjectId(),
                 "created_at": now,
                 "last_used_at": now,
@@ -59,7 +60,7 @@ async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
         ]
         for start in range(0, others, 5000):
             await User.get_pymongo_collection().insert_many(users[start : start + 5000])
-        session_id = PydanticObjectId()
+        session_id = new_session_id()
         await crud.sessions.create_session(
             session_id=session_id,
             user_id=user_id,

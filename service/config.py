@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # starving the event loop and the thread pool. 1 suits 2 cores (bench/REPORT.md); raise it
     # with the number of cores.
     password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    # At most this many requests wait for a hashing slot; one more gets 503 + Retry-After at
+    # once rather than delaying every login behind a burst (16 waits ~2 s at 1 slot).
+    password_hash_queue: Annotated[int, Field(ge=0, le=10_000)] = 16
     # Sessions and refresh tokens: a session lives this long from login, refreshes included.
     refresh_token_expire_days: Annotated[int, Field(ge=1, le=365)] = 30
     # The token a refresh just replaced, presented again within this many seconds (two tabs
@@ -54,6 +57,8 @@ class Settings(BaseSettings):
     login_max_failures: Annotated[int, Field(ge=1, le=100_000)] = 5
     login_max_failures_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     login_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 900
+    # Failed token refreshes per client IP within LOGIN_WINDOW_SECONDS before 429.
+    refresh_max_failures_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     signup_max_per_ip: Annotated[int, Field(ge=1, le=1_000_000)] = 20
     signup_window_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
     # Email changes (PATCH /api/me with `email`) per user: every attempt counts, so a taken

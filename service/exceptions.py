@@ -12,11 +12,14 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from service import metrics
 from service.logs import request_extra
 from service.schemas import ErrorDetail
+from service.security import PasswordHasherBusy
 
 logger = logging.getLogger(__name__)
 
 # Seconds a client should wait before retrying when the database is unavailable.
 DATABASE_RETRY_AFTER_SECONDS = 5
+# ... and when the password hashing queue is full (a hash takes ~0.1-0.3 s).
+PASSWORD_HASH_BUSY_RETRY_AFTER_SECONDS = 1
 
 
 class ServiceError(Exception):
@@ -101,6 +104,15 @@ class DatabaseUnavailable(ServiceUnavailable):
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
 
 
+class PasswordHashingBusy(ServiceUnavailable):
+    """503 when PASSWORD_HASH_QUEUE requests already wait to have a password hashed."""
+
+    detail = "Too many password checks at once; try again shortly"
+    headers: ClassVar[dict[str, str] | None] = {
+        "Retry-After": str(PASSWORD_HASH_BUSY_RETRY_AFTER_SECONDS)
+    }
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {
@@ -145,8 +157,15 @@ async def database_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return await service_error_handler(_, ServiceError())
 
 
+async def password_hasher_busy_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The hashing queue is full (security.PasswordHasher): 503 with Retry-After."""
+    assert isinstance(exc, PasswordHasherBusy)  # noqa: S101 -- registered for it only
+    return await service_error_handler(request, PasswordHashingBusy())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on the app."""
     app.add_exception_handler(ServiceError, service_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(PyMongoError, database_error_handler)
+    app.add_exception_handler(PasswordHasherBusy, password_hasher_busy_handler)

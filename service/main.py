@@ -75,6 +75,8 @@ async def _ensure_setting_indexes(settings: Settings) -> None:
 async def _started(state: AppState) -> AsyncIterator[None]:
     """What runs on the initialised database: settings-made indexes and the change feed."""
     await _ensure_setting_indexes(state["settings"])
+    if dropped := await crud.sessions.delete_legacy_sessions():
+        logger.info("deleted %d sessions from before random session ids", dropped)
     # One change stream per worker process, shared by every event stream; closed on exit.
     await state["feed"].start(
         Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection()
@@ -105,7 +107,9 @@ def create_app(
         state = AppState(
             settings=settings,
             tokens=tokens,
-            passwords=PasswordHasher(settings.password_hash_concurrency),
+            passwords=PasswordHasher(
+                settings.password_hash_concurrency, queue=settings.password_hash_queue
+            ),
             clock=clock,
             trusted_proxies=trusted_proxies,
             feed=ChangeFeed(

@@ -165,8 +165,8 @@ class IdempotencyKey(Document):
         ]
 
 
-# A session's id as `Authenticated.session_id` carries it: stored and compared as it is.
-SessionKey = PydanticObjectId | str
+# A session's id (random, see security.new_session_id), as tickets and the feed keep it.
+SessionKey = str
 
 
 class EventTicket(Document):
@@ -214,20 +214,30 @@ USER_AGENT_MAX_LENGTH = 256
 IP_MAX_LENGTH = 45  # the longest textual IPv6 address
 
 
+# How many replaced refresh token hashes a session keeps, for reuse detection: a token older
+# than that many rotations is just invalid (it can't be told from a made-up one).
+REFRESH_HASHES_KEPT = 32
+
+
 class Session(Document):
     """One login: its refresh token (as a SHA-256 hash) and whether it still counts."""
 
+    # Random (security.new_session_id), not an ObjectId: clients send it, and ObjectIds of
+    # other people's sessions could be guessed from ids created around them.
+    id: str  # type: ignore[assignment]  # a string key instead of an ObjectId
     user_id: PydanticObjectId
     created_at: datetime
     last_used_at: datetime
-    # Absolute: refreshing never moves it. The TTL index removes the document after it.
+    # The TTL index removes the document after it. Absolute from login (refreshing never
+    # moves it); revoking brings it forward to at most a day later.
     expires_at: datetime
     revoked: bool = False
     revoked_at: datetime | None = None
     refresh_hash: str
-    # The hash the last rotation replaced and when: tells two tabs refreshing at once
-    # (within the grace window) from a stolen token being replayed.
-    previous_hash: str | None = None
+    # The hashes rotations replaced, oldest first, at most REFRESH_HASHES_KEPT: one of them
+    # presented again means the token was copied (the session is revoked), except the last
+    # within the grace window after `rotated_at` (two tabs refreshing at once).
+    previous_hashes: list[str] = Field(default_factory=list)
     rotated_at: datetime | None = None
     user_agent: Annotated[str, Field(max_length=USER_AGENT_MAX_LENGTH)] = ""
     ip: Annotated[str, Field(max_length=IP_MAX_LENGTH)] = ""
@@ -235,12 +245,13 @@ class Session(Document):
     class Settings:
         name = "sessions"
         indexes: ClassVar[list[pymongo.IndexModel]] = [
-            # "my sessions, newest first", logout-all and account deletion.
+            # "my sessions, newest first", the session cap, logout-all and account deletion.
+            # (Ids are random, so creation time orders them; the id only breaks ties.)
             pymongo.IndexModel(
-                [("user_id", pymongo.ASCENDING), ("_id", pymongo.DESCENDING)],
-                name="user_newest_first",
+                [("user_id", ASC), ("created_at", DESC), ("_id", DESC)],
+                name="sessions_user_newest_first",
             ),
-            pymongo.IndexModel([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0),
+            pymongo.IndexModel([("expires_at", ASC)], expireAfterSeconds=0),
         ]
 
 

@@ -4,9 +4,12 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -14,6 +17,8 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
+
+R = TypeVar("R")
 
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "typ", "sid"]
@@ -115,10 +120,29 @@ def _checked_claims(token: str, settings: TokenSettings, *, verify_exp: bool) ->
     return claims
 
 
+# Session ids are 128 random bits (22 base64url characters), not ObjectIds: a client sends
+# them (refresh token prefix, `sid` claim, DELETE /api/sessions/{id}), and an ObjectId can be
+# guessed from ids created around it.
+SESSION_ID_BYTES = 16
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{22}$"
+_SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
+
 # `<session id>.<43 characters of base64url>`: 256 random bits, and the session to look in.
-REFRESH_TOKEN_PATTERN = re.compile(r"([0-9a-f]{24})\.([A-Za-z0-9_-]{43})")
+REFRESH_TOKEN_PATTERN = re.compile(r"([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})")
+# A token is 66 characters; one from before session ids were random had 68, and still gets the
+# 401 that tells its client to log in again rather than a 422.
 REFRESH_TOKEN_MAX_LENGTH = 68
 REFRESH_TOKEN_BYTES = 32
+
+
+def new_session_id() -> str:
+    """A new session id: 128 random bits, base64url."""
+    return secrets.token_urlsafe(SESSION_ID_BYTES)
+
+
+def is_session_id(value: str) -> bool:
+    """Whether `value` has the shape of a session id (an old ObjectId one hasn't)."""
+    return _SESSION_ID_RE.fullmatch(value) is not None
 
 
 def create_refresh_token(session_id: str) -> str:
@@ -141,22 +165,64 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class PasswordHasherBusy(Exception):
+    """PASSWORD_HASH_QUEUE requests are already waiting for a hashing slot."""
+
+
+# The hasher the current request already holds a place in (PasswordHasher.admitted).
+_admitted: ContextVar["PasswordHasher | None"] = ContextVar(
+    "password_hasher_admitted", default=None
+)
+
+
 class PasswordHasher:
-    """Hashes and verifies in worker threads, at most `concurrency` at once.
+    """Hashes and verifies in worker threads, at most `concurrency` at once, `queue` waiting.
 
     Argon2 and bcrypt hold the CPU for ~100-250 ms: inside `async def` they would stall every
     other request, and unbounded they would take every thread (and 64 MiB each for Argon2).
+    A request that would have to wait behind `queue` others raises PasswordHasherBusy at once
+    instead: a burst would otherwise delay every login behind it by seconds.
     """
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, queue: int) -> None:
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._capacity = concurrency + queue
+        # Requests holding a place: hashing, or on their way to it. Checked and counted with
+        # no await in between, so the bound holds under any number of concurrent callers.
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requests hashing or waiting to."""
+        return self._in_flight
+
+    @asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        """Hold a place for the whole of a request's password check, its database work
+        included, so that a burst beyond the queue is refused before it costs anything;
+        PasswordHasherBusy if there is none. Nested use (and hashing inside) takes no other.
+        """
+        if _admitted.get() is self:
+            yield
+            return
+        if self._in_flight >= self._capacity:
+            raise PasswordHasherBusy
+        self._in_flight += 1
+        token = _admitted.set(self)
+        try:
+            yield
+        finally:
+            _admitted.reset(token)
+            self._in_flight -= 1
+
+    async def _run(self, function: Callable[..., R], *args: str) -> R:
+        async with self.admitted():
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
 
     async def hash(self, password: str) -> str:
         """Argon2id hash of password."""
-        return await anyio.to_thread.run_sync(hash_password, password, limiter=self._limiter)
+        return await self._run(hash_password, password)
 
     async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """See verify_password."""
-        return await anyio.to_thread.run_sync(
-            verify_password, password, hashed, limiter=self._limiter
-        )
+        return await self._run(verify_password, password, hashed)

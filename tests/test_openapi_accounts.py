@@ -22,7 +22,7 @@ def paths() -> dict[str, Any]:
     ("method", "path", "codes"),
     [
         ("post", "/api/token", {"200", "400", "401", "413", "422", "429", "503"}),
-        ("post", "/api/token/refresh", {"200", "400", "401", "413", "415", "422", "503"}),
+        ("post", "/api/token/refresh", {"200", "400", "401", "413", "415", "422", "429", "503"}),
         ("post", "/api/logout", {"204", "401", "503"}),
         ("post", "/api/logout/all", {"204", "401", "503"}),
         ("get", "/api/sessions", {"200", "401", "422", "503"}),
@@ -45,3 +45,8 @@ def test_routes_document_their_responses(
 def test_token_response_documents_the_refresh_token(paths: dict[str, Any]) -> None:
     ok = paths["/api/token"]["post"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"]["$ref"].endswith("/Token")
+
+
+def test_session_ids_in_paths_are_documented_as_random_ids(paths: dict[str, Any]) -> None:
+    (parameter,) = paths["/api/sessions/{session_id}"]["delete"]["parameters"]
+    assert parameter["schema"]["pattern"] == "^[A-Za-z0-9_-]{22}$"

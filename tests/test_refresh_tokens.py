@@ -13,6 +13,8 @@ from service.security import (
     create_refresh_token,
     decode_access_token,
     hash_refresh_token,
+    is_session_id,
+    new_session_id,
     refresh_token_session,
 )
 from tests.conftest import TEST_SECRET_KEY
@@ -20,7 +22,8 @@ from tests.conftest import TEST_SECRET_KEY
 TOKENS = TokenSettings(
     key=TEST_SECRET_KEY, issuer="todo-service", audience="todo-service", expires=timedelta(5)
 )
-SESSION = "0123456789abcdef01234567"
+SESSION = "q0F8mJ3t-Y_2vWkXb7cZ1A"  # a session id's shape: 22 base64url characters
+OBJECT_ID = "0123456789abcdef01234567"
 
 
 def test_access_tokens_carry_typ_access_and_the_session() -> None:
@@ -64,7 +67,8 @@ def test_refresh_tokens_name_their_session_and_differ_every_time() -> None:
         f"{SESSION}.",
         f"{SESSION}.{'A' * 42}",
         f"{SESSION}.{'A' * 44}",
-        f"{SESSION.upper()}.{'A' * 43}",
+        f"{OBJECT_ID}.{'A' * 43}",  # a session from before ids were random
+        f"{SESSION}!.{'A' * 42}",
         f"{SESSION}.{'A' * 42}=",
         f" {SESSION}.{'A' * 43}",
     ],
@@ -76,3 +80,16 @@ def test_malformed_refresh_tokens_name_no_session(token: str) -> None:
 def test_refresh_tokens_are_stored_as_sha256() -> None:
     token = create_refresh_token(SESSION)
     assert hash_refresh_token(token) == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_new_session_ids_have_128_random_bits() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(is_session_id(session_id) and len(session_id) == 22 for session_id in ids)
+
+
+@pytest.mark.parametrize(
+    "value", [OBJECT_ID, "", "A" * 21, "A" * 23, "A" * 21 + "+", "A" * 21 + "\n"]
+)
+def test_anything_else_is_not_a_session_id(value: str) -> None:
+    assert not is_session_id(value)

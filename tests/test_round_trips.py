@@ -167,15 +167,22 @@ async def test_updating_a_todo_makes_three_round_trips(
 
 
 LOGIN = [
-    # Running failure counters of the email and the IP, both in one query: a throttled
-    # login gets 429 even with the right password.
-    ("find", "throttle_counters"),
     ("find", "users"),  # by email
+    # A slot in the email's failure budget, then in the IP's, each one conditional update
+    # (or upsert), taken before the password is verified: parallel guesses can't all pass a
+    # check made before any of them was counted.
+    ("update", "throttle_counters"),
+    ("update", "throttle_counters"),
+    # The right password: the email's count is cleared, the IP's slot given back.
+    ("delete", "throttle_counters"),
+    ("update", "throttle_counters"),
     ("insert", "sessions"),  # the new session, which the refresh token names
-    # The first active session beyond the newest MAX_SESSIONS_PER_USER (skip + limit 1); the
-    # update_many that revokes the older ones only follows when there is one.
+    # The active sessions beyond the newest MAX_SESSIONS_PER_USER (skip); the update_many
+    # that revokes them only follows when there are any.
     ("find", "sessions"),
 ]
+# Where a password hash upgrade is written: after the verification and its counting.
+AFTER_VERIFYING = 5
 
 
 async def _log_in(recorded: Recorded, user: UserAccount, password: str) -> list[Command]:
@@ -186,7 +193,7 @@ async def _log_in(recorded: Recorded, user: UserAccount, password: str) -> list[
 
 async def test_logging_in(recorded: Recorded) -> None:
     user, _ = await _user_with_todos(recorded, 0)
-    # No failures counted for the email, so nothing to clear; a current hash needs no update.
+    # A current hash needs no update.
     assert await _log_in(recorded, user, DEFAULT_PASSWORD) == LOGIN
 
 
@@ -196,8 +203,8 @@ async def test_logging_in_after_a_failure_clears_the_email_count(recorded: Recor
         "/api/token", data={"username": user.email, "password": "wrong password"}
     )
     assert response.status_code == 401
-    commands = await _log_in(recorded, user, DEFAULT_PASSWORD)
-    assert commands == [*LOGIN[:2], ("delete", "throttle_counters"), *LOGIN[2:]]
+    # The same commands: the email's count is cleared either way.
+    assert await _log_in(recorded, user, DEFAULT_PASSWORD) == LOGIN
 
 
 async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded: Recorded) -> None:
@@ -209,7 +216,8 @@ async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded:
         {"_id": ObjectId(user.id)}, {"$set": {"hashed_password": outdated}}
     )
     commands = await _log_in(recorded, user, DEFAULT_PASSWORD)
-    assert commands == [*LOGIN[:2], ("update", "users"), *LOGIN[2:]]  # the rehash, once
+    # The rehash, once.
+    assert commands == [*LOGIN[:AFTER_VERIFYING], ("update", "users"), *LOGIN[AFTER_VERIFYING:]]
     stored = await recorded.database.users.find_one({"_id": ObjectId(user.id)})
     assert stored is not None
     assert ",p=1$" in stored["hashed_password"]

@@ -1,19 +1,23 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from pwdlib.hashers.bcrypt import BcryptHasher
 
+from service import security
 from service.security import (
     ExpiredTokenError,
     InvalidTokenError,
     PasswordHasher,
+    PasswordHasherBusy,
     TokenSettings,
     create_access_token,
     decode_access_token,
     hash_password,
     verify_password,
 )
+from tests.utils import Gate
 
 SESSION_ID = "0123456789abcdef01234567"
 TOKENS = TokenSettings(
@@ -48,7 +52,7 @@ def test_bcrypt_never_matches_a_password_longer_than_72_bytes() -> None:
 
 
 async def test_password_hasher_hashes_in_a_worker_thread() -> None:
-    hasher = PasswordHasher(concurrency=1)
+    hasher = PasswordHasher(concurrency=1, queue=0)
     hashed = await hasher.hash("threaded password")
     assert await hasher.verify("threaded password", hashed) == (True, None)
 
@@ -97,3 +101,25 @@ def test_a_token_with_a_non_string_subject_is_refused() -> None:
     )
     with pytest.raises(InvalidTokenError):
         decode_access_token(token, TOKENS)
+
+
+async def test_password_hasher_refuses_at_once_when_its_queue_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate(lambda password: f"hashed {password}")
+    monkeypatch.setattr(security, "hash_password", gate)
+    hasher = PasswordHasher(concurrency=1, queue=2)
+    try:
+        # One hashing, two waiting for the slot.
+        admitted = [asyncio.ensure_future(hasher.hash(f"p{i}")) for i in range(3)]
+        await gate.entered()  # the first holds the slot; the others started and wait
+        assert hasher.in_flight == 3
+        with pytest.raises(PasswordHasherBusy):
+            await hasher.hash("one too many")
+        with pytest.raises(PasswordHasherBusy):
+            await hasher.verify("one too many", "hash")
+    finally:
+        gate.open()
+    assert await asyncio.gather(*admitted) == ["hashed p0", "hashed p1", "hashed p2"]
+    assert hasher.in_flight == 0
+    assert await hasher.hash("room again") == "hashed room again"

@@ -1,13 +1,15 @@
 """Helpers that create users, log in and build auth headers."""
 
+import asyncio
 import itertools
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import jwt
@@ -17,6 +19,8 @@ from httpx import ASGITransport, AsyncClient
 from starlette.types import ASGIApp
 
 from service.models import utc_now
+
+R = TypeVar("R")
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 _counter = itertools.count()
@@ -159,3 +163,27 @@ def wait_until_serving(base_url: str, process: subprocess.Popen[Any]) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("the server did not start")
+
+
+class Gate(Generic[R]):
+    """Wraps a function run in worker threads (a password hash, say): each call holds its
+    thread until the gate is opened, then runs the function. Make it inside the event loop."""
+
+    def __init__(self, function: Callable[..., R]) -> None:
+        self._function = function
+        self._loop = asyncio.get_running_loop()
+        self._entered = asyncio.Semaphore(0)
+        self._open = threading.Event()
+
+    def __call__(self, *args: Any) -> R:
+        self._loop.call_soon_threadsafe(self._entered.release)
+        assert self._open.wait(timeout=30), "the gate was never opened"
+        return self._function(*args)
+
+    async def entered(self) -> None:
+        """Wait until a call has come in (and is held there); fail after 10 s."""
+        async with asyncio.timeout(10):
+            await self._entered.acquire()
+
+    def open(self) -> None:
+        self._open.set()

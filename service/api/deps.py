@@ -24,6 +24,7 @@ from service.security import (
     PasswordHasher,
     TokenSettings,
     decode_access_token,
+    is_session_id,
 )
 
 # auto_error=False: a missing token goes through Unauthorized, like every other 401.
@@ -94,17 +95,21 @@ async def _authenticate(
     valid but for its expiry, so that clients know to refresh; the generic text otherwise.
     One aggregate on sessions (by _id) with a $lookup of the user (by _id): a logged-out,
     expired or deleted session, or a deleted user, is refused on the very next request.
+    A `sid` that isn't a session id's shape (an ObjectId of a session from before session ids
+    were random, say) is refused without a query.
     """
     if not token:
         raise Unauthorized("Not authenticated")
     try:
         claims = decode_access_token(token, tokens)
         user_id = PydanticObjectId(claims["sub"])
-        session_id = PydanticObjectId(claims["sid"])
     except ExpiredTokenError as exc:
         raise Unauthorized(TOKEN_EXPIRED, headers=INVALID_TOKEN) from exc
     except (InvalidTokenError, InvalidId) as exc:
         raise Unauthorized from exc
+    session_id: str = claims["sid"]
+    if not is_session_id(session_id):
+        raise Unauthorized
     found = await crud.sessions.authenticate(session_id=session_id, user_id=user_id, now=clock())
     if found is None:
         raise Unauthorized

@@ -1,4 +1,4 @@
-"""Login and signup throttling: counters in MongoDB (crud.throttle), limits from Settings."""
+"""Throttling of logins, refreshes and signups: counters in MongoDB, limits from Settings."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,56 +11,113 @@ from service.api.deps import ClientIP, ClockDep, PasswordHasherDep, SettingsDep
 from service.config import Settings
 from service.exceptions import BadRequest, TooManyRequests
 from service.models import User
-from service.security import PasswordHasher
+from service.security import DUMMY_HASH, PasswordHasher
 
 LOGIN_EMAIL = "login-email"
 LOGIN_IP = "login-ip"
 SIGNUP_IP = "signup-ip"
+REFRESH_IP = "refresh-ip"
+
+TOO_MANY_LOGINS = "Too many failed logins; try again later"
+TOO_MANY_REFRESHES = "Too many failed refreshes; try again later"
+
+
+async def _reserve_all(
+    budgets: list[tuple[str, str, int]], *, now: datetime, window: timedelta, message: str
+) -> list[crud.throttle.Reserved]:
+    """A slot in each (kind, subject, limit) budget, or 429 (none kept) if one is used up."""
+    reserved: list[crud.throttle.Reserved] = []
+    try:
+        for kind, subject, limit in budgets:
+            taken = await crud.throttle.reserve(
+                kind=kind, subject=subject, now=now, window=window, limit=limit
+            )
+            if isinstance(taken, crud.throttle.Full):
+                raise TooManyRequests(message, retry_after=taken.count.retry_after(now))
+            reserved.append(taken)
+    except Exception:
+        await _release_all(reserved, now=now)
+        raise
+    return reserved
+
+
+async def _release_all(reserved: list[crud.throttle.Reserved], *, now: datetime) -> None:
+    for slot in reserved:
+        await crud.throttle.release(reserved=slot, now=now)
 
 
 @dataclass(frozen=True, slots=True)
 class LoginThrottle:
-    """Failed logins per email and per client IP within LOGIN_WINDOW_SECONDS."""
+    """Failed password checks per email and per client IP within LOGIN_WINDOW_SECONDS.
+
+    Every check of a password (logins, and the routes that ask for it again) goes through
+    `verify`: it counts the attempt *before* the password is verified, as one conditional
+    update per counter, so that a burst of parallel guesses gets at most the limit verified
+    and the rest are 429 (even with the right password). A wrong password keeps its count; a
+    right one gives it back (a login clears the email's count instead).
+    """
 
     settings: Settings
     email: str
     ip: str
     now: datetime
 
-    @property
-    def _window(self) -> timedelta:
-        return timedelta(seconds=self.settings.login_window_seconds)
+    async def verify(
+        self, passwords: PasswordHasher, password: str, hashed: str | None, *, login: bool
+    ) -> tuple[bool, str | None]:
+        """`passwords.verify(password, hashed)`, counted; 429 if a budget is used up.
 
-    async def check(self) -> bool:
-        """429 if the email or the IP has used up its failures (even for the right password);
-        else whether the email has failures counted (for `succeeded`)."""
-        limits = {
-            (LOGIN_EMAIL, self.email): self.settings.login_max_failures,
-            (LOGIN_IP, self.ip): self.settings.login_max_failures_per_ip,
-        }
-        counts = await crud.throttle.current(subjects=list(limits), now=self.now)
-        blocked = [count for key, count in counts.items() if count.hits >= limits[key]]
-        if blocked:
-            retry_after = max(count.retry_after(self.now) for count in blocked)
-            raise TooManyRequests(
-                "Too many failed logins; try again later", retry_after=retry_after
-            )
-        return (LOGIN_EMAIL, self.email) in counts
-
-    async def failed(self) -> None:
-        """Count a failure against both the email and the IP."""
-        for kind, subject in ((LOGIN_EMAIL, self.email), (LOGIN_IP, self.ip)):
-            await crud.throttle.hit(kind=kind, subject=subject, now=self.now, window=self._window)
-
-    async def succeeded(self, *, email_counted: bool) -> None:
-        """A successful login clears the email's count (not the IP's).
-
-        `email_counted` is what `check` returned: with no failures counted there is nothing
-        to clear, which spares nearly every login a write. A failure counted after the check
-        stays counted, as if it had come after this login.
+        `hashed` None (no such account) still costs one verification, of a dummy hash, so
+        that timing doesn't reveal which emails have accounts; it always fails.
         """
-        if email_counted:
-            await crud.throttle.clear(kind=LOGIN_EMAIL, subject=self.email)
+        async with passwords.admitted():  # 503 at once, before anything is counted
+            email, ip = await _reserve_all(
+                [
+                    (LOGIN_EMAIL, self.email, self.settings.login_max_failures),
+                    (LOGIN_IP, self.ip, self.settings.login_max_failures_per_ip),
+                ],
+                now=self.now,
+                window=timedelta(seconds=self.settings.login_window_seconds),
+                message=TOO_MANY_LOGINS,
+            )
+            try:
+                valid, new_hash = await passwords.verify(password, hashed or DUMMY_HASH)
+                valid = valid and hashed is not None
+            except Exception:
+                # The check itself failed: not an attempt. A cancelled request keeps its
+                # count: giving it back would need awaiting inside the cancellation.
+                await _release_all([email, ip], now=self.now)
+                raise
+        if valid:
+            if login:
+                await crud.throttle.clear(kind=LOGIN_EMAIL, subject=self.email)
+                await _release_all([ip], now=self.now)
+            else:
+                await _release_all([email, ip], now=self.now)
+        return valid, new_hash
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshThrottle:
+    """Failed refreshes per client IP within LOGIN_WINDOW_SECONDS, counted before trying."""
+
+    settings: Settings
+    ip: str
+    now: datetime
+
+    async def attempt(self) -> crud.throttle.Reserved:
+        """Count a refresh attempt for the IP; 429 if its failures are used up."""
+        (slot,) = await _reserve_all(
+            [(REFRESH_IP, self.ip, self.settings.refresh_max_failures_per_ip)],
+            now=self.now,
+            window=timedelta(seconds=self.settings.login_window_seconds),
+            message=TOO_MANY_REFRESHES,
+        )
+        return slot
+
+    async def succeeded(self, slot: crud.throttle.Reserved) -> None:
+        """The attempt doesn't count as a failure."""
+        await crud.throttle.release(reserved=slot, now=self.now)
 
 
 async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) -> None:
@@ -95,13 +152,14 @@ class PasswordCheck:
     now: datetime
 
     async def __call__(self, user: User, password: str) -> None:
-        """400 unless `password` is the user's. Failures count like failed logins of the
-        email, so that a stolen access token can't be used to guess the password either."""
+        """400 unless `password` is the user's. Attempts count like logins of the email (a
+        right password gives its count back), so that a stolen access token can't be used to
+        guess the password either."""
         throttle = LoginThrottle(settings=self.settings, email=user.email, ip=self.ip, now=self.now)
-        await throttle.check()
-        valid, _ = await self.passwords.verify(password, user.hashed_password)
+        valid, _ = await throttle.verify(
+            self.passwords, password, user.hashed_password, login=False
+        )
         if not valid:
-            await throttle.failed()
             raise BadRequest(INCORRECT_PASSWORD)
 
 

@@ -13,7 +13,20 @@ from beanie import PydanticObjectId
 from beanie.odm.enums import SortDirection
 
 from service.budget import budgeted
-from service.models import IP_MAX_LENGTH, USER_AGENT_MAX_LENGTH, Session, User, as_utc, id_of
+from service.models import (
+    IP_MAX_LENGTH,
+    REFRESH_HASHES_KEPT,
+    USER_AGENT_MAX_LENGTH,
+    Session,
+    User,
+    as_utc,
+)
+
+# A revoked session is kept this long at most (for reuse detection to answer 401 quietly,
+# and for logs), then the TTL index removes it.
+REVOKED_SESSION_KEPT = timedelta(days=1)
+
+NEWEST_FIRST = [("created_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 
 
 def _active(now: datetime) -> dict[str, Any]:
@@ -21,13 +34,16 @@ def _active(now: datetime) -> dict[str, Any]:
 
 
 def _revoke(now: datetime) -> dict[str, Any]:
-    return {"$set": {"revoked": True, "revoked_at": now}}
+    return {
+        "$set": {"revoked": True, "revoked_at": now},
+        "$min": {"expires_at": now + REVOKED_SESSION_KEPT},
+    }
 
 
 @budgeted
 async def create_session(
     *,
-    session_id: PydanticObjectId,
+    session_id: str,
     user_id: PydanticObjectId,
     refresh_hash: str,
     user_agent: str,
@@ -53,17 +69,16 @@ async def create_session(
 @budgeted
 async def revoke_oldest_sessions(*, user_id: PydanticObjectId, keep: int, now: datetime) -> None:
     """Revoke the user's active sessions beyond the newest `keep`."""
+    collection = Session.get_pymongo_collection()
     beyond = (
-        await Session.find({"user_id": user_id, **_active(now)})
-        .sort(("_id", SortDirection.DESCENDING))
+        await collection.find({"user_id": user_id, **_active(now)}, {"_id": 1})
+        .sort(NEWEST_FIRST)
         .skip(keep)
-        .limit(1)
-        .to_list()
+        .to_list(None)
     )
     if beyond:
-        await Session.get_pymongo_collection().update_many(
-            {"user_id": user_id, "_id": {"$lte": id_of(beyond[0])}, "revoked": False},
-            _revoke(now),
+        await collection.update_many(
+            {"_id": {"$in": [doc["_id"] for doc in beyond]}, "revoked": False}, _revoke(now)
         )
 
 
@@ -72,12 +87,12 @@ class Authenticated:
     """The current user and the session their access token belongs to."""
 
     user: User
-    session_id: PydanticObjectId
+    session_id: str
 
 
 @budgeted
 async def authenticate(
-    *, session_id: PydanticObjectId, user_id: PydanticObjectId, now: datetime
+    *, session_id: str, user_id: PydanticObjectId, now: datetime
 ) -> Authenticated | None:
     """The user, if their session is active: one round trip, two reads by primary key."""
     pipeline: list[dict[str, Any]] = [
@@ -93,9 +108,11 @@ async def authenticate(
 
 class RefreshOutcome(enum.Enum):
     ROTATED = "rotated"
-    INVALID = "invalid"  # unknown, expired or revoked session, or a malformed token
+    # An unknown, expired or revoked session, or a token this session never issued (or one
+    # rotated away longer ago than it remembers).
+    INVALID = "invalid"
     RACED = "raced"  # the token just replaced, within the grace window: nothing revoked
-    REUSED = "reused"  # an older token: theft assumed, the session is now revoked
+    REUSED = "reused"  # an older token it issued: theft assumed, the session is now revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +124,7 @@ class RefreshResult:
 @budgeted
 async def rotate_refresh_token(
     *,
-    session_id: PydanticObjectId,
+    session_id: str,
     presented_hash: str,
     new_hash: str,
     now: datetime,
@@ -123,12 +140,10 @@ async def rotate_refresh_token(
     swapped = await collection.update_one(
         {"_id": session_id, "refresh_hash": presented_hash, **_active(now)},
         {
-            "$set": {
-                "refresh_hash": new_hash,
-                "previous_hash": presented_hash,
-                "rotated_at": now,
-                "last_used_at": now,
-            }
+            "$set": {"refresh_hash": new_hash, "rotated_at": now, "last_used_at": now},
+            "$push": {
+                "previous_hashes": {"$each": [presented_hash], "$slice": -REFRESH_HASHES_KEPT}
+            },
         },
     )
     stored = await Session.get(session_id)
@@ -136,16 +151,19 @@ async def rotate_refresh_token(
         return RefreshResult(RefreshOutcome.ROTATED, stored)
     if stored is None or stored.revoked or as_utc(stored.expires_at) <= now:
         return RefreshResult(RefreshOutcome.INVALID)
+    if presented_hash not in stored.previous_hashes:
+        # Not a token this session issued: made up by someone who knows (or guessed) its id.
+        return RefreshResult(RefreshOutcome.INVALID)
     if (
         grace > timedelta(0)
-        and stored.previous_hash == presented_hash
+        and stored.previous_hashes[-1] == presented_hash
         and stored.rotated_at is not None
         and now - as_utc(stored.rotated_at) <= grace
     ):
         return RefreshResult(RefreshOutcome.RACED)
-    # Anything else that names this live session is a token it has already rotated away:
-    # whoever holds it (the thief or the user) can't be told apart, so the session ends.
-    await collection.update_one({"_id": session_id}, _revoke(now))
+    # A token this session has already rotated away: whoever holds it (the thief or the
+    # user) can't be told apart, so the session ends.
+    await collection.update_one({"_id": session_id, "revoked": False}, _revoke(now))
     return RefreshResult(RefreshOutcome.REUSED)
 
 
@@ -156,16 +174,14 @@ async def list_active_sessions(
     """The user's active sessions, newest first."""
     return (
         await Session.find({"user_id": user_id, **_active(now)})
-        .sort(("_id", SortDirection.DESCENDING))
+        .sort(*NEWEST_FIRST)
         .limit(limit)
         .to_list()
     )
 
 
 @budgeted
-async def revoke_session(
-    *, user_id: PydanticObjectId, session_id: PydanticObjectId, now: datetime
-) -> bool:
+async def revoke_session(*, user_id: PydanticObjectId, session_id: str, now: datetime) -> bool:
     """Revoke one of the user's sessions; False if they have no such session."""
     result = await Session.get_pymongo_collection().update_one(
         {"_id": session_id, "user_id": user_id}, _revoke(now)
@@ -180,3 +196,14 @@ async def revoke_all_sessions(*, user_id: PydanticObjectId, now: datetime) -> in
         {"user_id": user_id, "revoked": False}, _revoke(now)
     )
     return result.modified_count
+
+
+@budgeted
+async def delete_legacy_sessions() -> int:
+    """Delete sessions stored under an ObjectId (before ids were random); how many.
+
+    Their tokens can't be used any more (their ids don't have a session id's shape): their
+    users log in again. Cheap once they are gone.
+    """
+    result = await Session.get_pymongo_collection().delete_many({"_id": {"$type": "objectId"}})
+    return result.deleted_count

@@ -1,6 +1,7 @@
 """Login and signup throttling, and which client address they count against."""
 
 import asyncio
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -8,12 +9,16 @@ import pytest
 from httpx import AsyncClient, Response
 from starlette.types import ASGIApp
 
-from service import crud
+from service import crud, security
+from service.api.throttling import LOGIN_EMAIL, LOGIN_IP, LoginThrottle
+from service.config import Settings
 from service.crud.throttle import counter_key
 from service.models import ThrottleCounter
+from service.security import PasswordHasher
 from tests.utils import (
     DEFAULT_PASSWORD,
     FakeClock,
+    Gate,
     client_at,
     create_account,
     new_email,
@@ -147,6 +152,154 @@ async def test_wrong_current_password_counts_as_a_failed_login(client: AsyncClie
     assert (await login(client, account.email, DEFAULT_PASSWORD)).status_code == 429
 
 
+# ---- parallel guesses: counted before the password is checked ----
+
+
+class CountedVerify:
+    """service.security.verify_password, counting its calls (they run in worker threads)."""
+
+    def __init__(self) -> None:
+        self._verify = security.verify_password
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def __call__(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        with self._lock:
+            self.calls += 1
+        return self._verify(password, hashed)
+
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> CountedVerify:
+    counted = CountedVerify()
+    monkeypatch.setattr(security, "verify_password", counted)
+    return counted
+
+
+async def test_parallel_wrong_logins_for_one_email_verify_at_most_the_limit(
+    client: AsyncClient, verifications: CountedVerify
+) -> None:
+    user = await sign_up(client)
+    verifications.calls = 0
+    responses = await asyncio.gather(*(login(client, user["email"], WRONG) for _ in range(12)))
+    assert verifications.calls == 5
+    assert sorted(r.status_code for r in responses) == [401] * 5 + [429] * 7
+    assert (await login(client, user["email"], DEFAULT_PASSWORD)).status_code == 429
+    assert verifications.calls == 5
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_max_failures_per_ip": 3}])
+async def test_parallel_wrong_logins_from_one_ip_verify_at_most_the_limit(
+    client: AsyncClient, verifications: CountedVerify
+) -> None:
+    user = await sign_up(client)
+    verifications.calls = 0
+    responses = await asyncio.gather(*(login(client, new_email(), WRONG) for _ in range(8)))
+    assert verifications.calls == 3
+    assert sorted(r.status_code for r in responses) == [401] * 3 + [429] * 5
+    assert (await login(client, user["email"], DEFAULT_PASSWORD)).status_code == 429
+
+
+async def test_parallel_wrong_current_passwords_verify_at_most_the_limit(
+    client: AsyncClient, verifications: CountedVerify
+) -> None:
+    account = await create_account(client)
+    verifications.calls = 0
+
+    async def change_password(current: str) -> Response:
+        return await client.put(
+            "/api/me/password",
+            json={"current_password": current, "new_password": "a brand new password"},
+            headers=account.headers,
+        )
+
+    responses = await asyncio.gather(*(change_password(WRONG) for _ in range(10)))
+    assert verifications.calls == 5
+    assert sorted(r.status_code for r in responses) == [400] * 5 + [429] * 5
+    assert (await change_password(DEFAULT_PASSWORD)).status_code == 429
+    assert verifications.calls == 5
+    # The password is unchanged (a change would have ended this session).
+    assert (await client.get("/api/me", headers=account.headers)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_max_failures_per_ip": 3}])
+async def test_successful_logins_do_not_use_the_ip_budget(client: AsyncClient) -> None:
+    user = await sign_up(client)
+    for _ in range(5):
+        assert (await login(client, user["email"], DEFAULT_PASSWORD)).status_code == 200
+    await fail_logins(client, new_email(), 2)
+    assert (await login(client, user["email"], DEFAULT_PASSWORD)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_max_failures_per_ip": 2}])
+async def test_a_right_current_password_uses_no_budget(client: AsyncClient) -> None:
+    account = await create_account(client)
+    for _ in range(4):
+        response = await client.patch(
+            "/api/me",
+            json={"email": new_email(), "current_password": DEFAULT_PASSWORD},
+            headers=account.headers,
+        )
+        assert response.status_code == 200
+    response = await client.request(
+        "DELETE", "/api/me", json={"password": DEFAULT_PASSWORD}, headers=account.headers
+    )
+    assert response.status_code == 204
+
+
+# ---- the password hashing queue ----
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"password_hash_concurrency": 1, "password_hash_queue": 0, "login_max_failures": 1}],
+)
+async def test_a_login_finding_the_hash_queue_full_is_503_before_anything_is_counted(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = await sign_up(client), await sign_up(client)
+    gate = Gate(security.verify_password)
+    monkeypatch.setattr(security, "verify_password", gate)
+    try:
+        holding = asyncio.ensure_future(login(client, first["email"], DEFAULT_PASSWORD))
+        await gate.entered()
+        refused = await login(client, second["email"], DEFAULT_PASSWORD)
+        assert refused.status_code == 503
+        # Refused before anything was counted for it.
+        assert await ThrottleCounter.get(counter_key(LOGIN_EMAIL, second["email"])) is None
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json() == {"detail": "Too many password checks at once; try again shortly"}
+    finally:
+        gate.open()
+    assert (await holding).status_code == 200
+    # The refused attempt used none of the email's one-failure budget.
+    assert (await login(client, second["email"], DEFAULT_PASSWORD)).status_code == 200
+
+
+class FailingHasher(PasswordHasher):
+    """A hasher whose verification fails (a worker thread error, say)."""
+
+    async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        raise RuntimeError("no thread")
+
+
+async def test_a_check_that_fails_gives_its_slots_back(
+    client: AsyncClient, settings: Settings, clock: FakeClock
+) -> None:
+    email, ip = "a@example.com", "192.0.2.1"
+    throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=clock.now)
+    with pytest.raises(RuntimeError):
+        await throttle.verify(FailingHasher(1, queue=0), WRONG, None, login=True)
+    for kind, subject in ((LOGIN_EMAIL, email), (LOGIN_IP, ip)):
+        stored = await ThrottleCounter.get(counter_key(kind, subject))
+        assert stored is not None
+        assert stored.hits == 0
+
+
+def test_default_hash_queue_is_16() -> None:
+    assert Settings.model_fields["password_hash_queue"].default == 16
+
+
 # ---- per IP ----
 
 
@@ -193,9 +346,8 @@ async def test_signups_are_limited_per_ip(
 
 
 def test_default_signup_limit_is_20_per_hour() -> None:
-    from service.config import Settings
-
     fields = Settings.model_fields
+    assert fields["refresh_max_failures_per_ip"].default == 50
     assert fields["signup_max_per_ip"].default == 20
     assert fields["signup_window_seconds"].default == 3600
     assert fields["login_max_failures"].default == 5
@@ -264,3 +416,39 @@ async def test_a_hit_after_the_window_opens_a_new_one(
     count = await crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window)
     assert count.hits == 1
     assert count.retry_after(clock.now) == 60
+
+
+async def test_reserving_stops_at_the_limit_even_in_parallel(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    window = timedelta(seconds=60)
+    taken = await asyncio.gather(
+        *(
+            crud.throttle.reserve(kind="k", subject="s", now=clock.now, window=window, limit=4)
+            for _ in range(10)
+        )
+    )
+    assert sum(isinstance(t, crud.throttle.Reserved) for t in taken) == 4
+    full = [t for t in taken if isinstance(t, crud.throttle.Full)]
+    assert len(full) == 6
+    assert {f.count.retry_after(clock.now) for f in full} == {60}
+    stored = await ThrottleCounter.get(counter_key("k", "s"))
+    assert stored is not None
+    assert stored.hits == 4
+
+
+async def test_a_released_slot_can_be_reserved_again(client: AsyncClient, clock: FakeClock) -> None:
+    window = timedelta(seconds=60)
+
+    async def reserve() -> crud.throttle.Reserved | crud.throttle.Full:
+        return await crud.throttle.reserve(
+            kind="k", subject="s", now=clock.now, window=window, limit=1
+        )
+
+    slot = await reserve()
+    assert isinstance(slot, crud.throttle.Reserved)
+    assert isinstance(await reserve(), crud.throttle.Full)
+    await crud.throttle.release(reserved=slot, now=clock.now)
+    assert isinstance(await reserve(), crud.throttle.Reserved)
+    clock.advance(seconds=60)
+    assert isinstance(await reserve(), crud.throttle.Reserved)

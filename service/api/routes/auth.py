@@ -17,7 +17,7 @@ from service.api.deps import (
     TokenSettingsDep,
     UserAgent,
 )
-from service.api.throttling import LoginThrottle
+from service.api.throttling import LoginThrottle, RefreshThrottle
 from service.crud.sessions import RefreshOutcome
 from service.exceptions import TooManyRequests, Unauthorized, error_responses
 from service.models import id_of
@@ -29,11 +29,11 @@ from service.schemas import (
     normalise_email,
 )
 from service.security import (
-    DUMMY_HASH,
     TokenSettings,
     create_access_token,
     create_refresh_token,
     hash_refresh_token,
+    new_session_id,
     refresh_token_session,
 )
 
@@ -46,10 +46,10 @@ REFRESH_FAILED = "Invalid refresh token"
 
 
 def _token_pair(
-    *, user_id: PydanticObjectId, session_id: PydanticObjectId, refresh: str, tokens: TokenSettings
+    *, user_id: PydanticObjectId, session_id: str, refresh: str, tokens: TokenSettings
 ) -> Token:
     return Token(
-        access_token=create_access_token(str(user_id), tokens, session_id=str(session_id)),
+        access_token=create_access_token(str(user_id), tokens, session_id=session_id),
         expires_in=int(tokens.expires.total_seconds()),
         refresh_token=refresh,
     )
@@ -71,25 +71,26 @@ async def login(
 
     Each login starts a session (past MAX_SESSIONS_PER_USER, the oldest ones end). After too
     many failures for one email or from one address, logins are refused with 429 (and
-    `Retry-After`) until the window has passed.
+    `Retry-After`) until the window has passed; 503 (and `Retry-After`) while too many
+    passwords already wait to be checked.
     """
     email = normalise_email(username.strip())  # as signup stored it
     now = clock()
     throttle = LoginThrottle(settings=settings, email=email, ip=ip, now=now)
-    email_counted = await throttle.check()
-    user = await crud.users.get_user_by_email(email=email)
-    # An unknown email still costs one verification, so timing doesn't reveal which
-    # emails have accounts.
-    valid, new_hash = await passwords.verify(password, user.hashed_password if user else DUMMY_HASH)
+    # A place in the hashing queue first: a burst beyond it is refused before any query.
+    async with passwords.admitted():
+        user = await crud.users.get_user_by_email(email=email)
+        # An unknown email still costs one verification (see LoginThrottle.verify).
+        valid, new_hash = await throttle.verify(
+            passwords, password, user.hashed_password if user else None, login=True
+        )
     if user is None or not valid:
-        await throttle.failed()
         raise Unauthorized(LOGIN_FAILED)
-    await throttle.succeeded(email_counted=email_counted)
     if new_hash is not None:
         # bcrypt (or outdated Argon2 parameters): store the current algorithm's hash.
         await crud.users.set_password_hash(user_id=id_of(user), hashed_password=new_hash)
-    session_id = PydanticObjectId()
-    refresh = create_refresh_token(str(session_id))
+    session_id = new_session_id()
+    refresh = create_refresh_token(session_id)
     await crud.sessions.create_session(
         session_id=session_id,
         user_id=id_of(user),
@@ -105,36 +106,49 @@ async def login(
     return _token_pair(user_id=id_of(user), session_id=session_id, refresh=refresh, tokens=tokens)
 
 
-@router.post("/token/refresh", summary="Refresh tokens", responses=error_responses(Unauthorized))
+@router.post(
+    "/token/refresh",
+    summary="Refresh tokens",
+    responses=error_responses(Unauthorized, TooManyRequests),
+)
 async def refresh_tokens(
-    body: RefreshRequest, tokens: TokenSettingsDep, settings: SettingsDep, clock: ClockDep
+    body: RefreshRequest,
+    tokens: TokenSettingsDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    ip: ClientIP,
 ) -> Token:
     """Exchange a refresh token for a new access token and a new refresh token.
 
     The refresh token sent stops working. Sending one that was already exchanged revokes the
     whole session (someone else may hold it), except for the one just exchanged, sent again
-    within the reuse grace window: that gets 401 and changes nothing.
+    within the reuse grace window: that gets 401 and changes nothing. After too many failed
+    refreshes from one address, refreshes are refused with 429 (and `Retry-After`) until the
+    window has passed.
     """
+    now = clock()
+    throttle = RefreshThrottle(settings=settings, ip=ip, now=now)
+    attempt = await throttle.attempt()
     session_id = refresh_token_session(body.refresh_token)
     if session_id is None:
         raise Unauthorized(REFRESH_FAILED)
     new_refresh = create_refresh_token(session_id)
     result = await crud.sessions.rotate_refresh_token(
-        session_id=PydanticObjectId(session_id),
+        session_id=session_id,
         presented_hash=hash_refresh_token(body.refresh_token),
         new_hash=hash_refresh_token(new_refresh),
-        now=clock(),
+        now=now,
         grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
     )
+    if result.outcome in {RefreshOutcome.ROTATED, RefreshOutcome.RACED}:
+        # Not a failure: the session's own client, or two of its tabs at once.
+        await throttle.succeeded(attempt)
     if result.outcome is RefreshOutcome.REUSED:
         logger.warning("refresh token reused: session %s revoked", session_id)
     if result.outcome is not RefreshOutcome.ROTATED or result.session is None:
         raise Unauthorized(REFRESH_FAILED)
     return _token_pair(
-        user_id=result.session.user_id,
-        session_id=PydanticObjectId(session_id),
-        refresh=new_refresh,
-        tokens=tokens,
+        user_id=result.session.user_id, session_id=session_id, refresh=new_refresh, tokens=tokens
     )
 
 

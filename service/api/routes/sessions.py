@@ -2,14 +2,14 @@
 
 from typing import Annotated
 
-from beanie import PydanticObjectId
 from fastapi import APIRouter, Path, Query, status
 
 from service import crud
-from service.api.deps import OBJECT_ID_PATTERN, ClockDep, CurrentAuth
+from service.api.deps import ClockDep, CurrentAuth
 from service.exceptions import NotFound, Unauthorized, error_responses
 from service.models import id_of
 from service.schemas import SessionPublic
+from service.security import SESSION_ID_PATTERN
 
 router = APIRouter(tags=["sessions"], responses=error_responses(Unauthorized))
 
@@ -23,7 +23,7 @@ async def list_sessions(
         user_id=id_of(auth.user), now=clock(), limit=limit
     )
     return [
-        SessionPublic.from_document(session, current=id_of(session) == auth.session_id)
+        SessionPublic.from_document(session, current=session.id == auth.session_id)
         for session in sessions
     ]
 
@@ -35,12 +35,15 @@ async def list_sessions(
     responses=error_responses(NotFound),
 )
 async def revoke_session(
-    session_id: Annotated[str, Path(pattern=OBJECT_ID_PATTERN, description="The session's id.")],
+    session_id: Annotated[
+        str,
+        Path(pattern=SESSION_ID_PATTERN, description="The session's id (from GET /api/sessions)."),
+    ],
     auth: CurrentAuth,
     clock: ClockDep,
 ) -> None:
     """Revoke one of your sessions (its tokens stop working at once); 404 if it isn't yours."""
     if not await crud.sessions.revoke_session(
-        user_id=id_of(auth.user), session_id=PydanticObjectId(session_id), now=clock()
+        user_id=id_of(auth.user), session_id=session_id, now=clock()
     ):
         raise NotFound("Session not found")

@@ -1,16 +1,24 @@
 import asyncio
+import re
+from datetime import datetime, timedelta
 
 import jwt
 import pytest
+from bson import ObjectId
 from httpx import AsyncClient
+from starlette.types import ASGIApp
 
 from service.config import Settings
-from service.models import Session, as_utc
-from service.security import hash_refresh_token
+from service.db import MongoDatabase
+from service.main import create_app
+from service.models import REFRESH_HASHES_KEPT, Session, as_utc
+from service.security import hash_refresh_token, new_session_id
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import (
     FakeClock,
     Login,
+    app_client,
+    client_at,
     create_account,
     log_in_session,
     refresh,
@@ -171,7 +179,9 @@ async def test_session_lifetime_is_absolute_from_login(
     [
         pytest.param("", id="empty"),
         pytest.param("not-a-refresh-token", id="garbage"),
-        pytest.param("0123456789abcdef01234567." + "A" * 43, id="unknown-session"),
+        pytest.param("A" * 22 + "." + "A" * 43, id="unknown-session"),
+        # From before session ids were random: still 401 (log in again), not 422.
+        pytest.param("0123456789abcdef01234567." + "A" * 43, id="object-id-session"),
         pytest.param("x" * 69, id="too-long"),
     ],
 )
@@ -183,11 +193,100 @@ async def test_unusable_refresh_tokens_are_401_or_422(client: AsyncClient, token
         assert response.json() == {"detail": "Invalid refresh token"}
 
 
-async def test_forged_secret_for_a_live_session_revokes_it(client: AsyncClient) -> None:
+async def test_a_made_up_secret_for_a_live_session_does_not_end_it(client: AsyncClient) -> None:
+    # Knowing a session's id (it is in every access token) is not enough to end it: only a
+    # token the session really issued counts as reuse.
     login = await new_login(client)
     forged = f"{login.session_id}.{'A' * 43}"
-    assert (await refresh(client, forged)).status_code == 401
+    response = await refresh(client, forged)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid refresh token"}
+    assert await is_accepted(client, login.access_token)
+    assert (await refresh(client, login.refresh_token)).status_code == 200
+
+
+async def test_a_made_up_secret_after_rotations_does_not_end_the_session(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    login = await new_login(client)
+    current = login.refresh_token
+    for _ in range(3):
+        current = (await refresh(client, current)).json()["refresh_token"]
+    clock.advance(seconds=11)
+    assert (await refresh(client, f"{login.session_id}.{'B' * 43}")).status_code == 401
+    assert (await refresh(client, current)).status_code == 200
+
+
+async def test_a_token_rotated_away_long_ago_still_revokes_the_session(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    login = await new_login(client)
+    current = login.refresh_token
+    for _ in range(REFRESH_HASHES_KEPT):
+        clock.advance(minutes=30)
+        current = (await refresh(client, current)).json()["refresh_token"]
+    # The very first token, REFRESH_HASHES_KEPT rotations old, is still remembered.
     assert (await refresh(client, login.refresh_token)).status_code == 401
+    assert (await refresh(client, current)).status_code == 401
+
+
+async def test_a_session_remembers_a_bounded_number_of_replaced_tokens(
+    client: AsyncClient,
+) -> None:
+    login = await new_login(client)
+    current = login.refresh_token
+    for _ in range(REFRESH_HASHES_KEPT + 5):
+        current = (await refresh(client, current)).json()["refresh_token"]
+    session = await Session.get(login.session_id)
+    assert session is not None
+    assert len(session.previous_hashes) == REFRESH_HASHES_KEPT
+    assert session.refresh_hash == hash_refresh_token(current)
+    # Forgotten: too old to tell from a made-up token, so just invalid.
+    assert hash_refresh_token(login.refresh_token) not in session.previous_hashes
+    assert (await refresh(client, login.refresh_token)).status_code == 401
+    assert (await refresh(client, current)).status_code == 200
+
+
+async def test_session_ids_are_random_not_object_ids(client: AsyncClient) -> None:
+    user = await sign_up(client)
+    logins = [await log_in_session(client, user["email"]) for _ in range(3)]
+    ids = [login.session_id for login in logins]
+    assert len(set(ids)) == 3
+    for session_id in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", session_id)  # 128 random bits
+        assert not re.fullmatch(r"[0-9a-f]{24}", session_id)
+    listed = (await client.get("/api/sessions", headers=logins[0].headers)).json()
+    assert {s["id"] for s in listed} == set(ids)
+
+
+async def test_an_access_token_naming_an_object_id_session_is_401(client: AsyncClient) -> None:
+    account = await create_account(client)
+    claims = jwt.decode(
+        account.token, TEST_SECRET_KEY, algorithms=["HS256"], audience="todo-service"
+    )
+    claims["sid"] = "0123456789abcdef01234567"
+    token = jwt.encode(claims, TEST_SECRET_KEY, algorithm="HS256")
+    assert not await is_accepted(client, token)
+
+
+async def test_sessions_stored_under_object_ids_are_deleted_at_startup(
+    database: MongoDatabase, settings: Settings, clock: FakeClock
+) -> None:
+    legacy = {
+        "_id": ObjectId(),
+        "user_id": ObjectId(),
+        "created_at": clock.now,
+        "last_used_at": clock.now,
+        "expires_at": clock.now + timedelta(days=30),
+        "revoked": False,
+        "refresh_hash": "0" * 64,
+    }
+    await database["sessions"].insert_one(legacy)
+    async with app_client(create_app(settings, database=database, clock=clock)) as client:
+        assert await database["sessions"].count_documents({}) == 0
+        login = await new_login(client)
+        sessions = (await client.get("/api/sessions", headers=login.headers)).json()
+        assert [s["id"] for s in sessions] == [login.session_id]
 
 
 async def test_refresh_body_rejects_unknown_fields(client: AsyncClient) -> None:
@@ -253,9 +352,12 @@ async def test_logout_without_a_token_is_401(client: AsyncClient) -> None:
 # ---- listing and revoking sessions ----
 
 
-async def test_sessions_lists_active_sessions_with_current_marked(client: AsyncClient) -> None:
+async def test_sessions_lists_active_sessions_with_current_marked(
+    client: AsyncClient, clock: FakeClock
+) -> None:
     user = await sign_up(client)
     phone = await log_in_session(client, user["email"], headers={"User-Agent": "phone/1.0"})
+    clock.advance(seconds=1)
     laptop = await log_in_session(client, user["email"], headers={"User-Agent": "laptop/2.0"})
     gone = await log_in_session(client, user["email"])
     await client.post("/api/logout", headers=gone.headers)
@@ -279,10 +381,29 @@ async def test_sessions_lists_active_sessions_with_current_marked(client: AsyncC
     }
 
 
-@pytest.mark.parametrize("settings_overrides", [{"max_sessions_per_user": 2}])
-async def test_a_login_past_the_session_cap_ends_the_oldest_session(client: AsyncClient) -> None:
+async def test_sessions_are_listed_newest_first_by_creation_time(
+    client: AsyncClient, clock: FakeClock
+) -> None:
     user = await sign_up(client)
-    logins = [await log_in_session(client, user["email"]) for _ in range(3)]
+    logins = []
+    for _ in range(5):
+        logins.append(await log_in_session(client, user["email"]))
+        clock.advance(seconds=1)
+    sessions = (await client.get("/api/sessions", headers=logins[0].headers)).json()
+    assert [s["id"] for s in sessions] == [login.session_id for login in reversed(logins)]
+    limited = await client.get("/api/sessions?limit=2", headers=logins[0].headers)
+    assert [s["id"] for s in limited.json()] == [logins[4].session_id, logins[3].session_id]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_sessions_per_user": 2}])
+async def test_a_login_past_the_session_cap_ends_the_oldest_session(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    user = await sign_up(client)
+    logins = []
+    for _ in range(3):
+        logins.append(await log_in_session(client, user["email"]))
+        clock.advance(seconds=1)
     assert not await is_accepted(client, logins[0].access_token)
     assert (await refresh(client, logins[0].refresh_token)).status_code == 401
     sessions = (await client.get("/api/sessions", headers=logins[2].headers)).json()
@@ -328,8 +449,14 @@ async def test_revoking_someone_elses_session_is_404(client: AsyncClient) -> Non
 
 async def test_revoking_an_unknown_session_is_404(client: AsyncClient) -> None:
     login = await new_login(client)
-    response = await client.delete("/api/sessions/0123456789abcdef01234567", headers=login.headers)
+    response = await client.delete(f"/api/sessions/{new_session_id()}", headers=login.headers)
     assert response.status_code == 404
+
+
+async def test_revoking_an_object_id_is_422(client: AsyncClient) -> None:
+    login = await new_login(client)
+    response = await client.delete("/api/sessions/0123456789abcdef01234567", headers=login.headers)
+    assert response.status_code == 422
 
 
 async def test_revoking_a_malformed_session_id_is_422(client: AsyncClient) -> None:
@@ -342,3 +469,99 @@ async def test_access_token_of_a_deleted_session_is_401(client: AsyncClient) -> 
     account = await create_account(client)
     await Session.find_all().delete()
     assert not await is_accepted(client, account.token)
+
+
+# ---- revoked sessions go within a day ----
+
+
+async def stored_expiry(session_id: str) -> datetime:
+    session = await Session.get(session_id)
+    assert session is not None
+    return as_utc(session.expires_at)
+
+
+async def test_a_logged_out_session_expires_within_a_day(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    login = await new_login(client)
+    clock.advance(hours=2)
+    assert (await client.post("/api/logout", headers=login.headers)).status_code == 204
+    assert await stored_expiry(login.session_id) == clock.now + timedelta(days=1)
+
+
+async def test_every_way_of_revoking_shortens_the_expiry(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    user = await sign_up(client)
+    here = await log_in_session(client, user["email"])
+    there = await log_in_session(client, user["email"])
+    stolen = await log_in_session(client, user["email"])
+    await client.delete(f"/api/sessions/{there.session_id}", headers=here.headers)
+    assert await stored_expiry(there.session_id) == clock.now + timedelta(days=1)
+    # Reuse detection: the first token presented again after the grace window.
+    await refresh(client, stolen.refresh_token)
+    clock.advance(seconds=11)
+    assert (await refresh(client, stolen.refresh_token)).status_code == 401
+    assert await stored_expiry(stolen.session_id) == clock.now + timedelta(days=1)
+    clock.advance(seconds=1)
+    await client.post("/api/logout/all", headers=here.headers)
+    assert await stored_expiry(here.session_id) == clock.now + timedelta(days=1)
+
+
+async def test_revoking_never_extends_a_session(client: AsyncClient, clock: FakeClock) -> None:
+    login = await new_login(client)
+    ends = await stored_expiry(login.session_id)
+    clock.advance(days=29, hours=12)
+    await client.post("/api/logout", headers=login.headers)
+    assert await stored_expiry(login.session_id) == ends
+
+
+async def test_reuse_of_a_revoked_sessions_token_stays_401_until_it_is_removed(
+    client: AsyncClient, clock: FakeClock
+) -> None:
+    login = await new_login(client)
+    body = (await refresh(client, login.refresh_token)).json()
+    await client.post("/api/logout", headers=login.headers)
+    clock.advance(hours=23)
+    for token in (login.refresh_token, body["refresh_token"]):
+        assert (await refresh(client, token)).status_code == 401
+
+
+# ---- refresh throttling per IP ----
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_max_failures_per_ip": 3}])
+async def test_failed_refreshes_from_one_ip_get_429(
+    client: AsyncClient, running_app: ASGIApp, clock: FakeClock
+) -> None:
+    login = await new_login(client)
+    for _ in range(3):
+        assert (await refresh(client, f"{new_session_id()}.{'A' * 43}")).status_code == 401
+    clock.advance(seconds=100)
+    blocked = await refresh(client, login.refresh_token)
+    assert blocked.status_code == 429
+    assert blocked.headers["retry-after"] == "800"
+    assert blocked.json() == {"detail": "Too many failed refreshes; try again later"}
+    async with client_at(running_app, "198.51.100.7") as elsewhere:
+        assert (await refresh(elsewhere, login.refresh_token)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_max_failures_per_ip": 3}])
+async def test_parallel_failed_refreshes_are_counted_before_they_are_tried(
+    client: AsyncClient,
+) -> None:
+    login = await new_login(client)
+    guesses = [f"{new_session_id()}.{'A' * 43}" for _ in range(10)]
+    responses = await asyncio.gather(*(refresh(client, guess) for guess in guesses))
+    assert sorted(r.status_code for r in responses) == [401] * 3 + [429] * 7
+    assert (await refresh(client, login.refresh_token)).status_code == 429
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_max_failures_per_ip": 2}])
+async def test_successful_refreshes_do_not_use_the_ip_budget(client: AsyncClient) -> None:
+    login = await new_login(client)
+    current = login.refresh_token
+    for _ in range(5):
+        response = await refresh(client, current)
+        assert response.status_code == 200
+        current = response.json()["refresh_token"]
