@@ -26,6 +26,7 @@ from service.feed import (
     to_change,
 )
 from service.models import Session, Todo, User, id_of, utc_now
+from service.security import new_session_id
 from tests.mongomock_compat import mock_database
 
 
@@ -373,9 +374,10 @@ async def test_a_stream_needs_an_active_session_of_an_existing_user(
     user = User(email="feed@example.com", fname="F", lname="S", hashed_password="x")
     await user.insert()
 
-    async def session(**fields: Any) -> PydanticObjectId:
+    async def session(**fields: Any) -> str:
         values: dict[str, Any] = {"expires_at": now + timedelta(days=1), **fields}
         stored = Session(
+            id=new_session_id(),
             user_id=id_of(user),
             created_at=now,
             last_used_at=now,
@@ -383,7 +385,7 @@ async def test_a_stream_needs_an_active_session_of_an_existing_user(
             **values,
         )
         await stored.insert()
-        return id_of(stored)
+        return stored.id
 
     active = await session()
     assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) == (
