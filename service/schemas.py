@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -113,7 +114,21 @@ TodoText = Annotated[
 TodoNotes = Annotated[
     str, Field(max_length=TODO_NOTES_MAX_LENGTH, description="Up to 8192 characters.")
 ]
-Priority = Annotated[int, Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (highest).")]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema counts 2.0 as an integer: take it as 2 (strict mode refuses floats otherwise;
+    # 2.5, a string or true still fail).
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# The constraints come before the validator, so that the schema states them (after it, pydantic
+# can't fold them into the integer's schema and writes non-standard `ge`/`le` keys).
+Priority = Annotated[
+    int,
+    Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (highest)."),
+    BeforeValidator(_integral),
+]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 
 
@@ -178,8 +193,8 @@ Instant = Annotated[
     PlainValidator(_instant),
     WithJsonSchema(
         {
+            # No `format: date-time`: RFC 3339 needs seconds, which a due datetime may omit.
             "type": "string",
-            "format": "date-time",
             "maxLength": DUE_MAX_LENGTH,
             "pattern": DUE_DATETIME_PATTERN,
         }

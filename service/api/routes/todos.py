@@ -153,7 +153,8 @@ async def list_todos(
         {"owner": str(id_of(user)), "sort": sort, "order": order, **asdict(filters)}
     )
     keys = crud.todos.sort_keys(sort, order)
-    after = _cursor_position(cursor, query_fingerprint, keys) if cursor else None
+    # An empty cursor is a bad cursor (400), not "no cursor".
+    after = _cursor_position(cursor, query_fingerprint, keys) if cursor is not None else None
     # One extra item tells whether there is a next page without a count query.
     todos = await crud.todos.find_todos(
         owner_id=id_of(user), filters=filters, sort=sort, order=order, limit=limit + 1, after=after
@@ -194,7 +195,7 @@ async def _list_changes(
     # one answer cover one interval.
     watermark = max(now - timedelta(milliseconds=settings.sync_lag_ms), since)
     after = None
-    if cursor:
+    if cursor is not None:
         after = _cursor_position(cursor, query_fingerprint, keys)
         watermark = _cursor_watermark(cursor, query_fingerprint)
     todos = await crud.todos.find_changes(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from service.pagination import encode_cursor
@@ -68,7 +69,9 @@ DUES_REFUSED = [
 ]
 # Numbers sent as JSON (bodies) or as text (query strings).
 HUGE = [2**63, -(2**63) - 1, 10**30, -(10**30)]
-PRIORITIES_REFUSED: list[Any] = [-1, 4, *HUGE, 1.5, 1.0, True, "1", None]
+PRIORITIES_REFUSED: list[Any] = [-1, 4, *HUGE, 1.5, 4.0, 1e308, True, "1", None]
+# JSON Schema counts 3.0 as an integer.
+PRIORITIES_ACCEPTED: list[Any] = [0, 3, 0.0, 3.0]
 LIMIT_TEXT_REFUSED = ["0", "-1", "1.5", "1e2", str(2**63), str(10**30), "x", ""]
 
 
@@ -133,8 +136,10 @@ async def test_priority_in_a_body(client: AsyncClient, alice: UserAccount, metho
     async def send(client: AsyncClient, user: UserAccount, priority: Any) -> Response:
         return await write(client, user, {"priority": priority})
 
-    values = [0, 3, *PRIORITIES_REFUSED]
-    assert await statuses(client, alice, send, values) == expected([0, 3], PRIORITIES_REFUSED, ok)
+    values = [*PRIORITIES_ACCEPTED, *PRIORITIES_REFUSED]
+    assert await statuses(client, alice, send, values) == expected(
+        PRIORITIES_ACCEPTED, PRIORITIES_REFUSED, ok
+    )
 
 
 @pytest.mark.parametrize("name", ["due_before", "due_after"])
@@ -329,3 +334,23 @@ async def test_a_watermark_at_the_end_of_time_is_used(
     )
     assert response.status_code == 200, response.text
     assert response.json()["watermark"] == "9999-12-31T23:59:59.999000Z"
+
+
+@pytest.mark.parametrize("params", [{}, {"updated_since": "2020-01-01T00:00:00Z"}])
+async def test_an_empty_cursor_is_400(
+    client: AsyncClient, alice: UserAccount, params: dict[str, str]
+) -> None:
+    # The documented pattern needs at least one character: "" is a bad cursor, not none.
+    if params:
+        params = {"updated_since": (datetime.now(UTC) - timedelta(days=1)).isoformat()}
+    response = await client.get(
+        "/api/todos", params={**params, "cursor": ""}, headers=alice.headers
+    )
+    assert response.status_code == 400, response.text
+
+
+async def test_the_schema_states_every_number_bound(app: FastAPI) -> None:
+    schemas = app.openapi()["components"]["schemas"]
+    for model in ("TodoCreate", "TodoReplace", "TodoUpdate"):
+        priority = schemas[model]["properties"]["priority"]
+        assert (priority["type"], priority["minimum"], priority["maximum"]) == ("integer", 0, 3)
