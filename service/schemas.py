@@ -9,15 +9,19 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
 from service.models import (
     DUE_DATE_PATTERN,
     DUE_DATETIME_PATTERN,
+    INSTANT_RANGE,
     TODO_DEFAULTS,
     Session,
     StoredTodo,
@@ -25,6 +29,7 @@ from service.models import (
     User,
     due_instant,
     id_of,
+    parse_instant,
 )
 from service.security import REFRESH_TOKEN_MAX_LENGTH
 
@@ -240,7 +245,21 @@ TodoText = Annotated[
 TodoNotes = Annotated[
     str, Field(max_length=TODO_NOTES_MAX_LENGTH, description="Up to 8192 characters.")
 ]
-Priority = Annotated[int, Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (highest).")]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema counts 2.0 as an integer: take it as 2 (strict mode refuses floats otherwise;
+    # 2.5, a string or true still fail).
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# The constraints come before the validator, so that the schema states them (after it, pydantic
+# can't fold them into the integer's schema and writes non-standard `ge`/`le` keys).
+Priority = Annotated[
+    int,
+    Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (highest)."),
+    BeforeValidator(_integral),
+]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 
 
@@ -270,17 +289,47 @@ def check_due(value: str) -> str:
     return value
 
 
+# What a due (or a due filter) may be, in words; the pattern says the same exactly.
+DUE_RULES = (
+    "An ISO calendar date (`2026-12-01`, years 0001-9999) or a datetime with an offset "
+    "(`2026-12-01T09:00:00+02:00`, `...Z`; hours 00-23, seconds 00-59, up to 6 fractional "
+    f"digits, offsets up to ±23:59) that is an instant from {INSTANT_RANGE}: on "
+    "0001-01-01 and 9999-12-31 a datetime must be UTC (`Z` or `+00:00`). Anything else is a 422."
+)
+# The pattern is documented but checked by check_due, so that a 422 says what a due is rather
+# than repeating the pattern.
+DUE_SCHEMA_PATTERN = f"{DUE_DATE_PATTERN}|{DUE_DATETIME_PATTERN}"
+
 Due = Annotated[
     str,
     Field(
         max_length=DUE_MAX_LENGTH,
-        description=(
-            "An ISO date (`2026-12-01`) or a datetime with an offset "
-            "(`2026-12-01T09:00:00+02:00`); returned exactly as sent."
-        ),
-        json_schema_extra={"pattern": f"{DUE_DATE_PATTERN}|{DUE_DATETIME_PATTERN}"},
+        description=f"{DUE_RULES} Returned exactly as sent.",
+        json_schema_extra={"pattern": DUE_SCHEMA_PATTERN},
     ),
     AfterValidator(check_due),
+]
+
+
+def _instant(value: object) -> datetime:
+    if not isinstance(value, str) or len(value) > DUE_MAX_LENGTH:
+        raise ValueError(f"must be a datetime with an offset, an instant from {INSTANT_RANGE}")
+    return parse_instant(value)
+
+
+# A datetime with an offset, as a query parameter takes it: the same rules as a due datetime
+# (not pydantic's wider datetime parsing, which also takes Unix times and other separators).
+Instant = Annotated[
+    datetime,
+    PlainValidator(_instant),
+    WithJsonSchema(
+        {
+            # No `format: date-time`: RFC 3339 needs seconds, which a due datetime may omit.
+            "type": "string",
+            "maxLength": DUE_MAX_LENGTH,
+            "pattern": DUE_DATETIME_PATTERN,
+        }
+    ),
 ]
 
 

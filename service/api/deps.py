@@ -2,19 +2,25 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from beanie import PydanticObjectId
 from bson.errors import InvalidId
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from pydantic import Field
 
 from service import crud
 from service.client_ip import resolve_client_ip
 from service.config import Settings
 from service.crud.sessions import Authenticated
-from service.etags import if_match_versions
-from service.exceptions import NotFound, Unauthorized
+from service.etags import (
+    CONDITION_PATTERN,
+    MalformedConditionError,
+    check_condition,
+    if_match_versions,
+)
+from service.exceptions import BadRequest, NotFound, Unauthorized
 from service.feed import ChangeFeed
 from service.models import USER_AGENT_MAX_LENGTH, Clock, SessionKey, Todo, User, id_of
 from service.request_context import bind_user
@@ -158,30 +164,57 @@ async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> Todo:
 OwnedTodo = Annotated[Todo, Depends(get_owned_todo)]
 
 ETAG_HEADER_MAX_LENGTH = 2048
+MALFORMED_CONDITION = '{} must be * or a comma-separated list of entity tags ("3" or W/"3")'
 
 
+# The syntax is documented but checked by get_if_match / get_if_none_match, so that a malformed
+# value is a 400 naming the header (RFC 9110 syntax), not FastAPI's 422 repeating the pattern.
+Condition = Annotated[
+    str, Field(max_length=ETAG_HEADER_MAX_LENGTH, json_schema_extra={"pattern": CONDITION_PATTERN})
+]
+
+
+def _condition_header(description: str) -> Any:
+    return Header(
+        description=f"{description} `*` or a comma-separated list of entity tags "
+        '(`"3"`, `W/"3"`, RFC 9110); anything else is a 400.',
+    )
+
+
+# Typed without None and defaulted to it: the schema then says "optional, a string", where
+# `str | None` would document a `null` no header can carry.
 async def get_if_match(
     if_match: Annotated[
-        str | None,
-        Header(
-            max_length=ETAG_HEADER_MAX_LENGTH,
-            description="Only change the todo if its ETag is one of these (else 412).",
-        ),
-    ] = None,
+        Condition,
+        _condition_header("Only change the todo if its ETag is one of these (else 412)."),
+    ] = None,  # type: ignore[assignment]  # None = not sent
 ) -> list[int] | None:
-    """The versions If-Match allows; None when there is no condition."""
-    return if_match_versions(if_match)
+    """The versions If-Match allows; None when there is no condition; 400 if malformed."""
+    try:
+        return if_match_versions(if_match)
+    except MalformedConditionError as exc:
+        raise BadRequest(MALFORMED_CONDITION.format("If-Match")) from exc
+
+
+async def get_if_none_match(
+    if_none_match: Annotated[
+        Condition,
+        _condition_header("304 without a body if the todo's ETag is one of these."),
+    ] = None,  # type: ignore[assignment]  # None = not sent (see get_if_match)
+) -> str | None:
+    """The If-None-Match header, checked for syntax (400 if malformed)."""
+    if if_none_match is not None:
+        try:
+            check_condition(if_none_match)
+        except MalformedConditionError as exc:
+            raise BadRequest(MALFORMED_CONDITION.format("If-None-Match")) from exc
+    return if_none_match
 
 
 # Versions a write is conditional on (from If-Match); None for an unconditional write.
 IfMatch = Annotated[list[int] | None, Depends(get_if_match)]
-IfNoneMatch = Annotated[
-    str | None,
-    Header(
-        max_length=ETAG_HEADER_MAX_LENGTH,
-        description="304 without a body if the todo's ETag is one of these.",
-    ),
-]
+# A well-formed If-None-Match header, or None.
+IfNoneMatch = Annotated[str | None, Depends(get_if_none_match)]
 
 
 async def get_feed(request: Request) -> ChangeFeed:

@@ -15,7 +15,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from service.budget import budgeted
 from service.exceptions import Conflict
-from service.models import StoredTodo, Todo, User, due_instant, utc_now
+from service.models import StoredTodo, Todo, User, as_utc_instant, due_instant, utc_now
 from service.pagination import InvalidCursorError
 
 # Normal reads never see tombstones (deleted todos kept for delta sync).
@@ -83,18 +83,23 @@ def _key_value_to_json(value: Any) -> Any:
     return value
 
 
+# The integers a sort key can hold: due_rank is 0 or 1, and anything BSON can't store (a
+# cursor carrying 10**30) must never reach a query. Instants are checked by as_utc_instant.
+_BSON_INT64 = range(-(2**63), 2**63)
+_KEY_INT_RANGES = {"due_rank": range(2), "priority": _BSON_INT64}
+
+
 def _key_value_from_json(name: str, value: Any) -> Any:
-    """A sort key value back from a cursor; InvalidCursorError if it has the wrong type."""
+    """A sort key value back from a cursor; InvalidCursorError if it has the wrong type or
+    lies outside the values a stored todo can have."""
     try:
         if name == "_id" and isinstance(value, str):
             return PydanticObjectId(value)
         if name in {"updated_at", "due_at"} and isinstance(value, str):
-            parsed = datetime.fromisoformat(value)
-            if parsed.tzinfo is not None:
-                return parsed
+            return as_utc_instant(datetime.fromisoformat(value))
         if name == "due_at" and value is None:
             return None
-        if name in {"due_rank", "priority"} and type(value) is int:
+        if name in _KEY_INT_RANGES and type(value) is int and value in _KEY_INT_RANGES[name]:
             return value
     except (InvalidId, ValueError) as exc:
         raise InvalidCursorError(name) from exc

@@ -7,7 +7,7 @@ from typing import Annotated, Any, NoReturn
 from beanie import PydanticObjectId
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import Field
 
 from service import crud
 from service.api.deps import CurrentUser, IfMatch, IfNoneMatch, OwnedTodo, SettingsDep, TodoId
@@ -24,7 +24,7 @@ from service.exceptions import (
     UnprocessableContent,
     error_responses,
 )
-from service.models import Todo, due_instant, id_of, utc_now
+from service.models import Todo, as_utc_instant, due_instant, id_of, utc_now
 from service.pagination import (
     CURSOR_PATTERN,
     CursorMismatchError,
@@ -34,11 +34,13 @@ from service.pagination import (
     fingerprint,
 )
 from service.schemas import (
-    DUE_MAX_LENGTH,
+    DUE_RULES,
     MAX_TAGS,
     PRIORITY_MAX,
     SEARCH_MAX_LENGTH,
     ClearedTodos,
+    Due,
+    Instant,
     Tag,
     TodoChanges,
     TodoCreate,
@@ -46,7 +48,6 @@ from service.schemas import (
     TodoPublic,
     TodoReplace,
     TodoUpdate,
-    check_due,
     todo_or_tombstone,
 )
 
@@ -61,14 +62,10 @@ def _due_bound(value: str | None) -> datetime | None:
     return None if value is None else due_instant(value)
 
 
-DueBound = Annotated[
-    str | None,
-    Query(
-        max_length=DUE_MAX_LENGTH,
-        description="An ISO date or a datetime with an offset (a date means its midnight UTC).",
-    ),
-    AfterValidator(lambda value: value if value is None else check_due(value)),
-]
+DueBound = Annotated[Due | None, Query(description=f"{DUE_RULES} A date means its midnight UTC.")]
+# The pattern is documented but checked by decode_cursor, so that a bad cursor is a 400 like
+# any other unusable cursor, not a 422.
+Cursor = Annotated[str, Field(json_schema_extra={"pattern": CURSOR_PATTERN})]
 
 
 @router.get(
@@ -100,11 +97,11 @@ async def list_todos(
     sort: Annotated[TodoSort | None, Query(description="Default `created`.")] = None,
     order: Annotated[SortOrder | None, Query(description="Default `desc`.")] = None,
     updated_since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             description=(
                 "Delta sync: only todos changed after this instant, in update order, "
-                "up to the answer's `watermark`."
+                "up to the answer's `watermark`. A datetime with an offset, as for `due`."
             )
         ),
     ] = None,
@@ -113,14 +110,11 @@ async def list_todos(
     ] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[
-        str | None,
-        # The pattern is documented but checked by decode_cursor, so that a bad cursor is a
-        # 400 like any other unusable cursor, not a 422.
+        Cursor | None,
         Query(
             description=(
                 "`next_cursor` of the previous page; only valid with the same filters and sort."
             ),
-            json_schema_extra={"pattern": CURSOR_PATTERN},
         ),
     ] = None,
 ) -> TodoPage | TodoChanges:
@@ -159,7 +153,8 @@ async def list_todos(
         {"owner": str(id_of(user)), "sort": sort, "order": order, **asdict(filters)}
     )
     keys = crud.todos.sort_keys(sort, order)
-    after = _cursor_position(cursor, query_fingerprint, keys) if cursor else None
+    # An empty cursor is a bad cursor (400), not "no cursor".
+    after = _cursor_position(cursor, query_fingerprint, keys) if cursor is not None else None
     # One extra item tells whether there is a next page without a count query.
     todos = await crud.todos.find_todos(
         owner_id=id_of(user), filters=filters, sort=sort, order=order, limit=limit + 1, after=after
@@ -200,7 +195,7 @@ async def _list_changes(
     # one answer cover one interval.
     watermark = max(now - timedelta(milliseconds=settings.sync_lag_ms), since)
     after = None
-    if cursor:
+    if cursor is not None:
         after = _cursor_position(cursor, query_fingerprint, keys)
         watermark = _cursor_watermark(cursor, query_fingerprint)
     todos = await crud.todos.find_changes(
@@ -229,12 +224,10 @@ async def _list_changes(
 def _cursor_watermark(cursor: str, query_fingerprint: str) -> datetime:
     _, extra = decode_cursor(cursor, query_fingerprint)
     try:
-        watermark = datetime.fromisoformat(extra["w"])
+        # Naive or out-of-range instants are ValueErrors: never reach the database.
+        return as_utc_instant(datetime.fromisoformat(extra["w"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest("Invalid cursor") from exc
-    if watermark.tzinfo is None:
-        raise BadRequest("Invalid cursor")
-    return watermark
 
 
 @router.post(
@@ -328,11 +321,11 @@ def _location(request: Request, todo_id: PydanticObjectId) -> str:
     response_model=TodoPublic,
     responses={
         status.HTTP_304_NOT_MODIFIED: {"description": "If-None-Match matched the todo's ETag."},
-        **error_responses(NotFound),
+        **error_responses(BadRequest, NotFound),
     },
 )
 async def read_todo(
-    todo: OwnedTodo, response: Response, if_none_match: IfNoneMatch = None
+    todo: OwnedTodo, response: Response, if_none_match: IfNoneMatch
 ) -> Response | TodoPublic:
     """One of your todos, with its `ETag`; 304 if `If-None-Match` names it."""
     if none_match(if_none_match, todo.version):
@@ -345,7 +338,7 @@ async def read_todo(
 @router.put(
     "/todos/{todo_id}",
     summary="Replace a todo",
-    responses=error_responses(NotFound, PreconditionFailed),
+    responses=error_responses(BadRequest, NotFound, PreconditionFailed),
 )
 async def replace_todo(
     todo_id: TodoId, body: TodoReplace, user: CurrentUser, versions: IfMatch, response: Response
@@ -363,7 +356,7 @@ async def replace_todo(
 @router.patch(
     "/todos/{todo_id}",
     summary="Update a todo",
-    responses=error_responses(NotFound, PreconditionFailed),
+    responses=error_responses(BadRequest, NotFound, PreconditionFailed),
 )
 async def update_todo(
     todo_id: TodoId, body: TodoUpdate, user: CurrentUser, versions: IfMatch, response: Response
@@ -385,7 +378,7 @@ async def update_todo(
     "/todos/{todo_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a todo",
-    responses=error_responses(NotFound, PreconditionFailed),
+    responses=error_responses(BadRequest, NotFound, PreconditionFailed),
 )
 async def delete_todo(todo_id: TodoId, user: CurrentUser, versions: IfMatch) -> None:
     """Delete one of your todos; with `If-Match`, only if it is at that ETag (else 412)."""

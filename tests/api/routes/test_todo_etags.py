@@ -4,8 +4,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 
+from service.etags import CONDITION_PATTERN
 from tests.utils import UserAccount, create_todo
 
 WRITES: list[tuple[str, dict[str, Any] | None]] = [
@@ -77,7 +79,7 @@ async def test_a_matching_if_match_lets_the_write_through(
     assert response.status_code in {200, 204}
 
 
-@pytest.mark.parametrize("if_match", ['W/"1"', '"abc"', "1"])
+@pytest.mark.parametrize("if_match", ['W/"1"', '"abc"', '"01"'])
 async def test_weak_or_foreign_etags_never_match(
     client: AsyncClient, alice: UserAccount, if_match: str
 ) -> None:
@@ -149,3 +151,62 @@ async def test_an_overlong_if_match_is_422(client: AsyncClient, alice: UserAccou
         url(todo), json={"notes": "x"}, headers={**alice.headers, "If-Match": '"1",' * 1000}
     )
     assert response.status_code == 422
+
+
+# Header values are latin-1 on the wire: "²" (\xb2) is one that str.isdigit() accepts.
+MALFORMED = ["1", "abc", '"1', 'w/"1"', '"1" "2"', '*, "1"', "\xb2"]
+
+
+def condition(user: UserAccount, name: str, value: str) -> list[tuple[bytes, bytes]]:
+    """The user's headers plus one condition header, as latin-1 bytes."""
+    headers = {**user.headers, name: value}
+    return [(key.encode(), value.encode("latin-1")) for key, value in headers.items()]
+
+
+@pytest.mark.parametrize(("method", "body"), WRITES, ids=WRITE_IDS)
+async def test_a_malformed_if_match_is_400_and_changes_nothing(
+    client: AsyncClient, alice: UserAccount, method: str, body: dict[str, Any] | None
+) -> None:
+    todo = await create_todo(client, alice)
+    for value in MALFORMED:
+        response = await client.request(
+            method, url(todo), json=body, headers=condition(alice, "If-Match", value)
+        )
+        assert response.status_code == 400, value
+        assert "If-Match must be * or a comma-separated list" in response.json()["detail"]
+    assert (await client.get(url(todo), headers=alice.headers)).json() == todo
+
+
+async def test_a_malformed_if_none_match_is_400(client: AsyncClient, alice: UserAccount) -> None:
+    todo = await create_todo(client, alice)
+    for value in MALFORMED:
+        response = await client.get(url(todo), headers=condition(alice, "If-None-Match", value))
+        assert response.status_code == 400, value
+        assert "If-None-Match must be" in response.json()["detail"]
+
+
+async def test_a_version_in_a_foreign_digit_never_matches(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    # "²" passes str.isdigit but is no version: a 412 (well-formed, matches nothing), not a 500.
+    todo = await create_todo(client, alice)
+    headers = condition(alice, "If-Match", '"\xb2"')
+    response = await client.patch(url(todo), json={"notes": "x"}, headers=headers)
+    assert response.status_code == 412
+    response = await client.get(url(todo), headers=condition(alice, "If-None-Match", '"\xb2"'))
+    assert response.status_code == 200
+
+
+async def test_the_entity_tag_syntax_is_documented(app: FastAPI) -> None:
+    operations = app.openapi()["paths"]["/api/todos/{todo_id}"]
+    for method, header in [
+        ("get", "If-None-Match"),
+        ("put", "If-Match"),
+        ("patch", "If-Match"),
+        ("delete", "If-Match"),
+    ]:
+        parameter = next(p for p in operations[method]["parameters"] if p["name"] == header.lower())
+        # Optional, but never null: a header can't carry one.
+        assert parameter["schema"]["type"] == "string", method
+        assert parameter["schema"]["pattern"] == CONDITION_PATTERN, method
+        assert "400" in operations[method]["responses"], method
