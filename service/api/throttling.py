@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
+from beanie import PydanticObjectId
 from fastapi import Depends
 
 from service import crud
@@ -17,6 +18,7 @@ LOGIN_EMAIL = "login-email"
 LOGIN_IP = "login-ip"
 SIGNUP_IP = "signup-ip"
 REFRESH_IP = "refresh-ip"
+EMAIL_CHANGE_USER = "email-change-user"  # counted per user id
 
 TOO_MANY_LOGINS = "Too many failed logins; try again later"
 TOO_MANY_REFRESHES = "Too many failed refreshes; try again later"
@@ -137,6 +139,39 @@ async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) ->
 
 
 SignupLimit = Annotated[None, Depends(limit_signups)]
+
+
+@dataclass(frozen=True, slots=True)
+class EmailChangeLimit:
+    """Email change attempts per user within EMAIL_CHANGE_WINDOW_SECONDS.
+
+    A change to a taken address answers 409 (it can't pretend to succeed), which tells the
+    caller that the address has an account: counting every attempt, before anything else is
+    checked, bounds how many addresses one account can test.
+    """
+
+    settings: Settings
+    now: datetime
+
+    async def __call__(self, user_id: PydanticObjectId) -> None:
+        """Count this attempt (atomically, so parallel ones can't slip past); 429 past the max."""
+        count = await crud.throttle.hit(
+            kind=EMAIL_CHANGE_USER,
+            subject=str(user_id),
+            now=self.now,
+            window=timedelta(seconds=self.settings.email_change_window_seconds),
+        )
+        if count.hits > self.settings.email_change_max_per_user:
+            raise TooManyRequests(
+                "Too many email changes; try again later", retry_after=count.retry_after(self.now)
+            )
+
+
+async def get_email_change_limit(settings: SettingsDep, clock: ClockDep) -> EmailChangeLimit:
+    return EmailChangeLimit(settings=settings, now=clock())
+
+
+EmailChangeLimitDep = Annotated[EmailChangeLimit, Depends(get_email_change_limit)]
 
 
 INCORRECT_PASSWORD = "Incorrect password"  # noqa: S105 -- an error message

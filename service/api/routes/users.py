@@ -1,16 +1,10 @@
 """Signing up, and reading, editing and deleting one's own account."""
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Annotated
-
-from beanie import PydanticObjectId
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
 from service import crud
-from service.api.deps import ClockDep, CurrentUser, PasswordHasherDep, SettingsDep
-from service.api.throttling import PasswordCheckDep, SignupLimit
-from service.config import Settings
+from service.api.deps import CurrentUser, PasswordHasherDep
+from service.api.throttling import EmailChangeLimitDep, PasswordCheckDep, SignupLimit
 from service.exceptions import (
     BadRequest,
     Conflict,
@@ -25,42 +19,6 @@ router = APIRouter(tags=["users"])
 
 # Errors of the routes that ask for the current password.
 PASSWORD_CHECKED = error_responses(Unauthorized, BadRequest, TooManyRequests)
-
-# Throttle kind (crud.throttle) of email changes, counted per user id.
-EMAIL_CHANGE_USER = "email-change-user"
-
-
-@dataclass(frozen=True, slots=True)
-class EmailChangeLimit:
-    """Email change attempts per user within EMAIL_CHANGE_WINDOW_SECONDS.
-
-    A change to a taken address answers 409 (it can't pretend to succeed), which tells the
-    caller that the address has an account: counting every attempt, before anything else is
-    checked, bounds how many addresses one account can test.
-    """
-
-    settings: Settings
-    now: datetime
-
-    async def __call__(self, user_id: PydanticObjectId) -> None:
-        """Count this attempt (atomically, so parallel ones can't slip past); 429 past the max."""
-        count = await crud.throttle.hit(
-            kind=EMAIL_CHANGE_USER,
-            subject=str(user_id),
-            now=self.now,
-            window=timedelta(seconds=self.settings.email_change_window_seconds),
-        )
-        if count.hits > self.settings.email_change_max_per_user:
-            raise TooManyRequests(
-                "Too many email changes; try again later", retry_after=count.retry_after(self.now)
-            )
-
-
-async def get_email_change_limit(settings: SettingsDep, clock: ClockDep) -> EmailChangeLimit:
-    return EmailChangeLimit(settings=settings, now=clock())
-
-
-EmailChangeLimitDep = Annotated[EmailChangeLimit, Depends(get_email_change_limit)]
 
 
 @router.post(
