@@ -40,9 +40,8 @@ TODO_TEXT_MAX_LENGTH = 1000
 EMAIL_MAX_LENGTH = 254
 TODO_NOTES_MAX_LENGTH = 8192
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# At most this many sent (so the schema's maxItems is the whole rule), duplicates merged.
 MAX_TAGS = 20
-# Duplicates (after lower-casing) are merged, so a few more may be sent than are kept.
-MAX_TAGS_SENT = 100
 PRIORITY_MAX = 3
 DUE_MAX_LENGTH = 40
 SEARCH_MAX_LENGTH = 200
@@ -264,18 +263,15 @@ Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 
 
 def _distinct_lower_tags(tags: list[str]) -> list[str]:
-    distinct = list(dict.fromkeys(tag.lower() for tag in tags))
-    if len(distinct) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} distinct tags")
-    return distinct
+    return list(dict.fromkeys(tag.lower() for tag in tags))
 
 
 Tags = Annotated[
     list[Tag],
     Field(
-        max_length=MAX_TAGS_SENT,
+        max_length=MAX_TAGS,
         description=(
-            f"Up to {MAX_TAGS} distinct tags of 1 to 32 letters, digits, `-` or `_`; "
+            f"Up to {MAX_TAGS} tags of 1 to 32 letters, digits, `-` or `_`; "
             "stored lower-case, duplicates merged."
         ),
     ),

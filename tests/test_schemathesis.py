@@ -184,10 +184,13 @@ def _schema() -> Any:
     # GET /api/todos documents a 400 for a cursor not made by the service or delta sync
     # combined with filters, and a 410 for an `updated_since` older than the tombstone
     # retention; a write with a well-formed If-Match naming another version is a 412 (RFC
-    # 9110). Each list is schemathesis' default plus those (a 5xx still fails not_a_server_error).
+    # 9110); a well-formed Last-Event-ID that this feed never issued is a 400, one whose
+    # history is gone a 410. Each list is schemathesis' default plus those (a 5xx still fails
+    # not_a_server_error).
     default = ["2xx", "3xx", 401, 403, 404, 409, 429, "5xx"]
     by_design = {
         "GET /api/todos": [400, 410],
+        "GET /api/todos/events": [400, 410],
         "PUT /api/todos/{todo_id}": [412],
         "PATCH /api/todos/{todo_id}": [412],
         "DELETE /api/todos/{todo_id}": [412],

@@ -116,11 +116,18 @@ async def test_limits_are_inclusive(client: AsyncClient, alice: UserAccount) -> 
         client,
         alice,
         notes="x" * 8192,
-        tags=[f"tag{i}" for i in range(20)] + ["TAG0"],
+        tags=[f"tag{i}" for i in range(20)],
         priority=3,
     )
     assert len(body["notes"]) == 8192
     assert len(body["tags"]) == 20
+
+
+async def test_tags_are_stored_lower_case_with_duplicates_merged(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    body = await create_todo(client, alice, tags=["Work", "home", "WORK", "work"])
+    assert body["tags"] == ["work", "home"]
 
 
 async def test_completed_at_follows_completed(client: AsyncClient, alice: UserAccount) -> None:
