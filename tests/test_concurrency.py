@@ -51,6 +51,11 @@ async def test_todo_limit_holds_under_parallel_creates(
         assert len(listed.json()) == 5
 
 
+# What this proves is that none of 100 parallel creates is lost or doubled. The last of them
+# waits behind the other 99 for the database: on the wire tier's one shared server, late in the
+# full suite, that wait can pass the 2 s production budget (503, seen in CI, never when the file
+# runs alone). The budget has its own tests (test_budget.py); here it is lifted.
+@pytest.mark.parametrize("settings_overrides", [{"request_db_budget_ms": 30_000}])
 async def test_100_parallel_creates_make_100_todos(client: AsyncClient) -> None:
     user = await create_account(client)
     responses = await asyncio.gather(
