@@ -2,7 +2,7 @@
 
 Compares, on the embedded SecantusDB (or MONGODB_URL), interleaved:
   - user only:        `User.get(id)`, what the dependency did before sessions existed;
-  - session + $lookup: the one aggregate the dependency runs now (crud.sessions.authenticate);
+  - session + $lookup: the one aggregate the dependency runs now (account_store.authenticate);
   - session only:     `Session.get(sid)`, the floor of any design that checks the session;
   - two reads:        `Session.get(sid)` then `User.get(id)`, the naive alternative.
 
@@ -23,10 +23,11 @@ from beanie import PydanticObjectId
 from pymongo import AsyncMongoClient
 
 from bench.database_url import database_url
-from service import crud
+from service.accounts import store as account_store
+from service.accounts.models import Session, User
+from service.accounts.tokens import new_session_id
+from service.core.clock import utc_now
 from service.db import init_db
-from service.models import Session, User, utc_now
-from service.security import new_session_id
 
 
 async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
@@ -61,7 +62,7 @@ async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
         for start in range(0, others, 5000):
             await User.get_pymongo_collection().insert_many(users[start : start + 5000])
         session_id = new_session_id()
-        await crud.sessions.create_session(
+        await account_store.create_session(
             session_id=session_id,
             user_id=user_id,
             refresh_hash="h",
@@ -76,7 +77,7 @@ async def measure(url: str, rounds: int, others: int) -> dict[str, list[float]]:
 
         async def combined() -> None:
             now = utc_now()
-            found = await crud.sessions.authenticate(
+            found = await account_store.authenticate(
                 session_id=session_id, user_id=user_id, now=now
             )
             assert found is not None

@@ -25,10 +25,10 @@ from pymongo import AsyncMongoClient
 from starlette.types import ASGIApp, Message
 
 from bench.database_url import database_url
-from service import crud
+from service.accounts import store as account_store
+from service.accounts.store import Authenticated
+from service.app import create_app
 from service.config import Environment, Settings
-from service.crud.sessions import Authenticated
-from service.main import create_app
 
 Call = Callable[[], Awaitable[tuple[int, bytes]]]
 PASSWORD = "correct horse battery"
@@ -77,7 +77,7 @@ async def request(
 
 def cache_authentication() -> None:
     """Answer the session check from memory after its first read (what a cache would save)."""
-    read = crud.sessions.authenticate
+    read = account_store.authenticate
     known: dict[Any, Authenticated | None] = {}
 
     async def cached(**kwargs: Any) -> Authenticated | None:
@@ -85,7 +85,7 @@ def cache_authentication() -> None:
             known[kwargs["session_id"]] = await read(**kwargs)
         return known[kwargs["session_id"]]
 
-    crud.sessions.authenticate = cached
+    account_store.authenticate = cached
 
 
 async def scenarios(app: ASGIApp, database: Any, todos: int) -> dict[str, Call]:

@@ -23,8 +23,8 @@ from httpx import ASGITransport, AsyncClient
 from pymongo import AsyncMongoClient
 
 from bench.database_url import database_url
+from service.app import create_app
 from service.config import Environment, Settings
-from service.main import create_app
 
 PASSWORD = "correct horse battery staple"
 WRONG = "wrong horse battery staple!"

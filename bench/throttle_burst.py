@@ -9,7 +9,7 @@ limits, and fires the bursts of the hardening issue, each from its own client ad
 3. 16 parallel `PUT /api/me/password` with a stolen access token, 15 wrong current
    passwords and the right one last.
 
-It counts the password verifications actually run (service.security.verify_password).
+It counts the password verifications actually run (service.passwords.verify_password).
 
     .venv/bin/python -m bench.throttle_burst [--hash-queue N]
 """
@@ -30,16 +30,16 @@ from pymongo import AsyncMongoClient
 from starlette.types import ASGIApp
 
 from bench.database_url import database_url
-from service import security
+from service.accounts import passwords
+from service.app import create_app
 from service.config import Environment, Settings
-from service.main import create_app
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a brand new password"
 
 
 class CountedVerify:
-    """service.security.verify_password, counting its calls (they run in worker threads)."""
+    """service.passwords.verify_password, counting its calls (they run in worker threads)."""
 
     def __init__(self, verify: Callable[[str, str], tuple[bool, str | None]]) -> None:
         self._verify = verify
@@ -138,8 +138,8 @@ async def measure(url: str, overrides: dict[str, Any]) -> dict[str, dict[str, An
         secret_key="bench-secret-key-" + "x" * 40,  # type: ignore[arg-type]  # str → SecretStr
         **overrides,
     )
-    counted = CountedVerify(security.verify_password)
-    security.verify_password = counted  # PasswordHasher looks it up at each call
+    counted = CountedVerify(passwords.verify_password)
+    passwords.verify_password = counted  # PasswordHasher looks it up at each call
     app = create_app(settings)
     try:
         async with LifespanManager(app) as manager:

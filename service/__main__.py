@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from service.config import Settings, get_settings
+from service.core.http_limits import PROTOCOL as HTTP_PROTOCOL
+from service.core.logs import configure_logging
 from service.db import DatabaseUnreachableError, create_client, wait_for_database
 from service.embedded import EmbeddedDatabase, EmbeddedDatabaseError
-from service.http_limits import PROTOCOL as HTTP_PROTOCOL
-from service.logs import configure_logging
 
 logger = logging.getLogger("service")
 
@@ -34,7 +34,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def app_factory() -> FastAPI:
     """The app as uvicorn's workers build it: settings from the environment."""
-    from service.main import create_app
+    from service.app import create_app
 
     settings = get_settings()
     # Workers are fresh processes: each sets up its own JSON logging.

@@ -10,7 +10,7 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.client_ip import IPNetwork, parse_networks
+from service.core.client_ip import IPNetwork, parse_networks
 
 logger = logging.getLogger(__name__)
 

@@ -13,16 +13,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from pymongo.monitoring import CommandListener
 
+from service.accounts.models import Session, ThrottleCounter, User
 from service.config import Settings
-from service.models import (
-    EventTicket,
-    FeedStreamSlot,
-    IdempotencyKey,
-    Session,
-    ThrottleCounter,
-    Todo,
-    User,
-)
+from service.events.models import EventTicket, FeedStreamSlot
+from service.todos.models import IdempotencyKey, Todo
 
 DOCUMENT_MODELS: list[type[Document]] = [
     User,

@@ -16,10 +16,10 @@ from httpx import AsyncClient
 from pymongo import AsyncMongoClient
 from starlette.types import ASGIApp
 
+from service.app import create_app
 from service.config import Environment, Settings
 from service.db import MongoDatabase
 from service.embedded import EmbeddedDatabase
-from service.main import create_app
 from tests.mongomock_compat import mock_database
 from tests.utils import FakeClock, client_at
 

@@ -3,8 +3,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from service.client_ip import parse_networks, resolve_client_ip
 from service.config import Settings
+from service.core.client_ip import parse_networks, resolve_client_ip
 from tests.conftest import TEST_SECRET_KEY
 
 PROXIES = parse_networks("10.0.0.0/8, 192.0.2.1, 2001:db8:ffff::/48")

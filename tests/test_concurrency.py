@@ -5,9 +5,9 @@ import asyncio
 import pytest
 from httpx import AsyncClient
 
+from service.app import create_app
 from service.config import Settings
 from service.db import MongoDatabase
-from service.main import create_app
 from tests.utils import DEFAULT_PASSWORD, app_client, create_account, create_todo
 
 

@@ -7,9 +7,9 @@ import pytest
 from fastapi import FastAPI, params
 from httpx import AsyncClient
 
+from service.app import create_app
 from service.config import Settings
-from service.main import create_app
-from service.routes_table import iter_routes
+from service.core.routes_table import iter_routes
 from tests.mongomock_compat import mock_database
 from tests.utils import app_client
 

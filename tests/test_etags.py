@@ -1,6 +1,6 @@
 import pytest
 
-from service.etags import MalformedConditionError, etag, if_match_versions, none_match
+from service.todos.etags import MalformedConditionError, etag, if_match_versions, none_match
 
 
 def test_an_etag_is_the_quoted_version() -> None:

@@ -13,10 +13,10 @@ import pytest
 from httpx import AsyncClient
 from pymongo import MongoClient, monitoring
 
+from service.app import create_app
 from service.config import Settings
 from service.db import create_client
 from service.embedded import EmbeddedDatabase
-from service.main import create_app
 from tests.utils import UserAccount, app_client, create_account, create_todo, log_in
 
 # The service's promise while the database is down: an answer within this many seconds.

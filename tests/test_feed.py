@@ -12,9 +12,13 @@ from beanie import PydanticObjectId
 from bson import Timestamp
 from pymongo import AsyncMongoClient, monitoring
 
-from service.crud import streams
+from service.accounts.models import Session, User
+from service.accounts.tokens import new_session_id
+from service.core.clock import utc_now
+from service.core.store import id_of
 from service.db import MongoDatabase, init_db
-from service.feed import (
+from service.events import store as event_store
+from service.events.feed import (
     CATCH_UP_BATCH,
     CatchUp,
     Change,
@@ -25,8 +29,7 @@ from service.feed import (
     parse_resume_token,
     to_change,
 )
-from service.models import Session, Todo, User, id_of, utc_now
-from service.security import new_session_id
+from service.todos.models import Todo
 from tests.mongomock_compat import mock_database
 
 
@@ -328,7 +331,7 @@ async def test_parallel_opens_take_at_most_the_users_slots(database: MongoDataba
     now = utc_now()
     taken = await asyncio.gather(
         *(
-            streams.take_slot(user_id=OWNER, max_per_user=5, worker=f"w{i % 2}", now=now)
+            event_store.take_slot(user_id=OWNER, max_per_user=5, worker=f"w{i % 2}", now=now)
             for i in range(8)
         )
     )
@@ -336,31 +339,33 @@ async def test_parallel_opens_take_at_most_the_users_slots(database: MongoDataba
     assert len(leases) == 5
     assert len({lease.slot_id for lease in leases}) == 5
     # Other users have slots of their own.
-    assert await streams.take_slot(user_id=PydanticObjectId(), max_per_user=5, worker="w0", now=now)
+    assert await event_store.take_slot(
+        user_id=PydanticObjectId(), max_per_user=5, worker="w0", now=now
+    )
     # A freed slot can be taken again.
-    await streams.release_slot(slot=leases[0])
-    assert await streams.take_slot(user_id=OWNER, max_per_user=5, worker="w0", now=now)
-    assert await streams.take_slot(user_id=OWNER, max_per_user=5, worker="w0", now=now) is None
+    await event_store.release_slot(slot=leases[0])
+    assert await event_store.take_slot(user_id=OWNER, max_per_user=5, worker="w0", now=now)
+    assert await event_store.take_slot(user_id=OWNER, max_per_user=5, worker="w0", now=now) is None
 
 
 async def test_a_crashed_workers_slots_free_themselves(database: MongoDatabase) -> None:
     await init_db(database)
     now = utc_now()
     for _ in range(2):
-        assert await streams.take_slot(user_id=OWNER, max_per_user=2, worker="gone", now=now)
-    assert await streams.take_slot(user_id=OWNER, max_per_user=2, worker="w", now=now) is None
+        assert await event_store.take_slot(user_id=OWNER, max_per_user=2, worker="gone", now=now)
+    assert await event_store.take_slot(user_id=OWNER, max_per_user=2, worker="w", now=now) is None
     # The worker that held them stopped renewing: once the lease runs out they are free.
-    later = now + streams.LEASE + timedelta(seconds=1)
-    assert await streams.take_slot(user_id=OWNER, max_per_user=2, worker="w", now=later)
+    later = now + event_store.LEASE + timedelta(seconds=1)
+    assert await event_store.take_slot(user_id=OWNER, max_per_user=2, worker="w", now=later)
 
 
 async def test_renewed_slots_stay_held(database: MongoDatabase) -> None:
     await init_db(database)
     now = utc_now()
-    assert await streams.take_slot(user_id=OWNER, max_per_user=1, worker="alive", now=now)
-    await streams.renew_slots(worker="alive", now=now + streams.LEASE)
-    later = now + streams.LEASE + timedelta(seconds=1)
-    assert await streams.take_slot(user_id=OWNER, max_per_user=1, worker="w", now=later) is None
+    assert await event_store.take_slot(user_id=OWNER, max_per_user=1, worker="alive", now=now)
+    await event_store.renew_slots(worker="alive", now=now + event_store.LEASE)
+    later = now + event_store.LEASE + timedelta(seconds=1)
+    assert await event_store.take_slot(user_id=OWNER, max_per_user=1, worker="w", now=later) is None
 
 
 # ---- the session a stream runs on ----
@@ -388,12 +393,14 @@ async def test_a_stream_needs_an_active_session_of_an_existing_user(
         return stored.id
 
     active = await session()
-    assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) == (
+    assert await event_store.session_expiry(session_id=active, user_id=id_of(user), now=now) == (
         now + timedelta(days=1)
     )
     for ended in [await session(revoked=True), await session(expires_at=now)]:
-        assert await streams.session_expiry(session_id=ended, user_id=id_of(user), now=now) is None
+        assert (
+            await event_store.session_expiry(session_id=ended, user_id=id_of(user), now=now) is None
+        )
     # Someone else's session, or a deleted user's, doesn't count either.
-    assert await streams.session_expiry(session_id=active, user_id=OWNER, now=now) is None
+    assert await event_store.session_expiry(session_id=active, user_id=OWNER, now=now) is None
     await user.delete()
-    assert await streams.session_expiry(session_id=active, user_id=id_of(user), now=now) is None
+    assert await event_store.session_expiry(session_id=active, user_id=id_of(user), now=now) is None

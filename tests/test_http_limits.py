@@ -15,8 +15,8 @@ import uvicorn
 
 import service.__main__ as cli
 from service.config import Settings
+from service.core.http_limits import MAX_HEAD_BYTES, PROTOCOL, BoundedHttpToolsProtocol
 from service.embedded import free_port
-from service.http_limits import MAX_HEAD_BYTES, PROTOCOL, BoundedHttpToolsProtocol
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import LiveServer, live_server
 from tests.utils import wait_until_serving

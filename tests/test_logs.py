@@ -12,7 +12,7 @@ import httpx
 import pytest
 from httpx import AsyncClient
 
-from service.logs import JsonFormatter
+from service.core.logs import JsonFormatter
 from tests.live_server import LiveServer, live_server
 from tests.utils import create_account, create_todo, log_in, sign_up
 

@@ -7,10 +7,10 @@ import pytest
 from httpx import AsyncClient
 from starlette.types import Message
 
+from service.app import create_app
 from service.config import Environment, Settings
+from service.core.middleware import BodyLimitMiddleware
 from service.db import MongoDatabase
-from service.main import create_app
-from service.middleware import BodyLimitMiddleware
 from tests.utils import app_client, create_account, create_todo, sign_up
 
 SMALL_LIMIT = 2048

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
+from service.app import create_app
 from service.config import Settings
-from service.main import create_app
 from tests.conftest import TEST_SECRET_KEY
 
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}

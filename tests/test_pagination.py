@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from service.pagination import (
+from service.core.pagination import (
     CursorMismatchError,
     InvalidCursorError,
     decode_cursor,

@@ -6,7 +6,7 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from service.security import (
+from service.accounts.tokens import (
     InvalidTokenError,
     TokenSettings,
     create_access_token,

@@ -22,9 +22,9 @@ from httpx import ASGITransport, AsyncClient
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pymongo import AsyncMongoClient, monitoring
 
+from service.app import create_app
 from service.config import Settings
 from service.db import MongoDatabase
-from service.main import create_app
 from tests.utils import DEFAULT_PASSWORD, UserAccount, create_account, create_todo
 
 pytestmark = pytest.mark.wire_only  # mongomock has no command monitoring

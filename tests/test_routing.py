@@ -8,9 +8,9 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from starlette.routing import compile_path
 
+from service.app import create_app
 from service.config import Settings
-from service.main import create_app
-from service.routes_table import iter_routes
+from service.core.routes_table import iter_routes
 from tests.mongomock_compat import mock_database
 from tests.utils import app_client
 

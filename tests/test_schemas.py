@@ -10,13 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from service.schemas import (
+from service.accounts.schemas import (
     EMAIL_MAX_LENGTH,
     EMAIL_SCRIPTS,
-    NOT_BLANK,
-    WHITESPACE,
     Email,
-    TodoCreate,
     UserCreate,
     UserUpdate,
     email_letters,
@@ -24,6 +21,8 @@ from service.schemas import (
     letter_script,
     normalise_email,
 )
+from service.core.schemas import NOT_BLANK, WHITESPACE
+from service.todos.schemas import TodoCreate
 
 
 def test_whitespace_is_what_python_strips() -> None:

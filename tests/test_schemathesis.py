@@ -29,9 +29,9 @@ from schemathesis import GenerationMode
 from schemathesis.config import OperationConfig
 from schemathesis.core.parameters import ParameterLocation
 
+from service.app import create_app
 from service.config import Settings
 from service.embedded import free_port
-from service.main import create_app
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import wait_until_serving
 

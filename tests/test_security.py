@@ -5,17 +5,19 @@ import jwt
 import pytest
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from service import security
-from service.security import (
-    ExpiredTokenError,
-    InvalidTokenError,
+from service.accounts import passwords
+from service.accounts.passwords import (
     PasswordHasher,
     PasswordHasherBusy,
+    hash_password,
+    verify_password,
+)
+from service.accounts.tokens import (
+    ExpiredTokenError,
+    InvalidTokenError,
     TokenSettings,
     create_access_token,
     decode_access_token,
-    hash_password,
-    verify_password,
 )
 from tests.utils import Gate
 
@@ -107,7 +109,7 @@ async def test_password_hasher_refuses_at_once_when_its_queue_is_full(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate = Gate(lambda password: f"hashed {password}")
-    monkeypatch.setattr(security, "hash_password", gate)
+    monkeypatch.setattr(passwords, "hash_password", gate)
     hasher = PasswordHasher(concurrency=1, queue=2)
     try:
         # One hashing, two waiting for the slot.

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from starlette.types import ASGIApp
 
-from service.models import utc_now
+from service.core.clock import utc_now
 
 R = TypeVar("R")
 

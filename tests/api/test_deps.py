@@ -12,7 +12,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from httpx import AsyncClient
 
-from service.routes_table import iter_routes
+from service.core.routes_table import iter_routes
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import create_account
 

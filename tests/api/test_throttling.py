@@ -9,12 +9,12 @@ import pytest
 from httpx import AsyncClient, Response
 from starlette.types import ASGIApp
 
-from service import crud, security
-from service.api.throttling import LOGIN_EMAIL, LOGIN_IP, LoginThrottle
+from service.accounts import counters, passwords
+from service.accounts.counters import counter_key
+from service.accounts.models import ThrottleCounter
+from service.accounts.passwords import PasswordHasher
+from service.accounts.throttling import LOGIN_EMAIL, LOGIN_IP, LoginThrottle
 from service.config import Settings
-from service.crud.throttle import counter_key
-from service.models import ThrottleCounter
-from service.security import PasswordHasher
 from tests.utils import (
     DEFAULT_PASSWORD,
     FakeClock,
@@ -156,10 +156,10 @@ async def test_wrong_current_password_counts_as_a_failed_login(client: AsyncClie
 
 
 class CountedVerify:
-    """service.security.verify_password, counting its calls (they run in worker threads)."""
+    """service.passwords.verify_password, counting its calls (they run in worker threads)."""
 
     def __init__(self) -> None:
-        self._verify = security.verify_password
+        self._verify = passwords.verify_password
         self._lock = threading.Lock()
         self.calls = 0
 
@@ -172,7 +172,7 @@ class CountedVerify:
 @pytest.fixture
 def verifications(monkeypatch: pytest.MonkeyPatch) -> CountedVerify:
     counted = CountedVerify()
-    monkeypatch.setattr(security, "verify_password", counted)
+    monkeypatch.setattr(passwords, "verify_password", counted)
     return counted
 
 
@@ -258,8 +258,8 @@ async def test_a_login_finding_the_hash_queue_full_is_503_before_anything_is_cou
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = await sign_up(client), await sign_up(client)
-    gate = Gate(security.verify_password)
-    monkeypatch.setattr(security, "verify_password", gate)
+    gate = Gate(passwords.verify_password)
+    monkeypatch.setattr(passwords, "verify_password", gate)
     try:
         holding = asyncio.ensure_future(login(client, first["email"], DEFAULT_PASSWORD))
         await gate.entered()
@@ -399,7 +399,7 @@ async def test_concurrent_hits_are_all_counted(client: AsyncClient, clock: FakeC
     # Ten requests racing to open the same window: one opens it, the others count in it.
     window = timedelta(seconds=60)
     await asyncio.gather(
-        *(crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window) for _ in range(10))
+        *(counters.hit(kind="k", subject="s", now=clock.now, window=window) for _ in range(10))
     )
     stored = await ThrottleCounter.get(counter_key("k", "s"))
     assert stored is not None
@@ -411,9 +411,9 @@ async def test_a_hit_after_the_window_opens_a_new_one(
 ) -> None:
     window = timedelta(seconds=60)
     for _ in range(3):
-        await crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window)
+        await counters.hit(kind="k", subject="s", now=clock.now, window=window)
     clock.advance(seconds=60)
-    count = await crud.throttle.hit(kind="k", subject="s", now=clock.now, window=window)
+    count = await counters.hit(kind="k", subject="s", now=clock.now, window=window)
     assert count.hits == 1
     assert count.retry_after(clock.now) == 60
 
@@ -424,12 +424,12 @@ async def test_reserving_stops_at_the_limit_even_in_parallel(
     window = timedelta(seconds=60)
     taken = await asyncio.gather(
         *(
-            crud.throttle.reserve(kind="k", subject="s", now=clock.now, window=window, limit=4)
+            counters.reserve(kind="k", subject="s", now=clock.now, window=window, limit=4)
             for _ in range(10)
         )
     )
-    assert sum(isinstance(t, crud.throttle.Reserved) for t in taken) == 4
-    full = [t for t in taken if isinstance(t, crud.throttle.Full)]
+    assert sum(isinstance(t, counters.Reserved) for t in taken) == 4
+    full = [t for t in taken if isinstance(t, counters.Full)]
     assert len(full) == 6
     assert {f.count.retry_after(clock.now) for f in full} == {60}
     stored = await ThrottleCounter.get(counter_key("k", "s"))
@@ -440,15 +440,13 @@ async def test_reserving_stops_at_the_limit_even_in_parallel(
 async def test_a_released_slot_can_be_reserved_again(client: AsyncClient, clock: FakeClock) -> None:
     window = timedelta(seconds=60)
 
-    async def reserve() -> crud.throttle.Reserved | crud.throttle.Full:
-        return await crud.throttle.reserve(
-            kind="k", subject="s", now=clock.now, window=window, limit=1
-        )
+    async def reserve() -> counters.Reserved | counters.Full:
+        return await counters.reserve(kind="k", subject="s", now=clock.now, window=window, limit=1)
 
     slot = await reserve()
-    assert isinstance(slot, crud.throttle.Reserved)
-    assert isinstance(await reserve(), crud.throttle.Full)
-    await crud.throttle.release(reserved=slot, now=clock.now)
-    assert isinstance(await reserve(), crud.throttle.Reserved)
+    assert isinstance(slot, counters.Reserved)
+    assert isinstance(await reserve(), counters.Full)
+    await counters.release(reserved=slot, now=clock.now)
+    assert isinstance(await reserve(), counters.Reserved)
     clock.advance(seconds=60)
-    assert isinstance(await reserve(), crud.throttle.Reserved)
+    assert isinstance(await reserve(), counters.Reserved)

@@ -9,9 +9,11 @@ from beanie import PydanticObjectId
 from httpx import AsyncClient, Response
 from pymongo.asynchronous.collection import AsyncCollection
 
-from service import crud
+from service.accounts import store as account_store
+from service.accounts.models import Session, User
 from service.db import MongoDatabase, supports_transactions
-from service.models import EventTicket, IdempotencyKey, Session, Todo, User
+from service.events.models import EventTicket
+from service.todos.models import IdempotencyKey, Todo
 from tests.utils import (
     DEFAULT_PASSWORD,
     FakeClock,
@@ -137,7 +139,7 @@ async def test_parallel_email_changes_cannot_probe_past_the_limit(client: AsyncC
         *(patch_me(client, account, email=e, current_password=DEFAULT_PASSWORD) for e in probes)
     )
     statuses = Counter(response.status_code for response in responses)
-    # Never more than the limit get through. (crud.throttle.hit reads the count back after
+    # Never more than the limit get through. (counters.hit reads the count back after
     # its $inc, so a racing request may see a later count: fewer may get through, not more.)
     assert 1 <= statuses[200] + statuses[409] <= 2
     assert statuses[429] == len(probes) - statuses[200] - statuses[409]
@@ -340,7 +342,7 @@ async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
     monkeypatch.setattr(AsyncCollection, "delete_many", failing_on_users)
     user_id = PydanticObjectId(account.id)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        await crud.users.delete_user(user_id=user_id)
+        await account_store.delete_user(user_id=user_id)
     monkeypatch.undo()
     # Rolled back: what was deleted before the failure is all still there.
     assert await Session.find({"user_id": user_id}).count() == 1

@@ -8,8 +8,8 @@ import pytest
 from httpx import AsyncClient
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from service import security
-from service.models import User
+from service.accounts import passwords
+from service.accounts.models import User
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import DEFAULT_PASSWORD, create_account, log_in, sign_up
 
@@ -88,18 +88,18 @@ async def test_unknown_email_still_runs_one_password_verification(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_verify = security.verify_password
+    real_verify = passwords.verify_password
 
     def counting_verify(password: str, hashed: str) -> tuple[bool, str | None]:
         calls.append(hashed)
         return real_verify(password, hashed)
 
-    monkeypatch.setattr(security, "verify_password", counting_verify)
+    monkeypatch.setattr(passwords, "verify_password", counting_verify)
     response = await client.post(
         "/api/token", data={"username": "ghost@example.com", "password": "whatever123"}
     )
     assert response.status_code == 401
-    assert calls == [security.DUMMY_HASH]
+    assert calls == [passwords.DUMMY_HASH]
 
 
 async def test_login_without_form_fields_is_422(client: AsyncClient) -> None:

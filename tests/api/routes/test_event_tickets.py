@@ -5,7 +5,8 @@ from datetime import timedelta
 import jwt
 from httpx import AsyncClient
 
-from service.models import EventTicket, utc_now
+from service.core.clock import utc_now
+from service.events.models import EventTicket
 from tests.utils import UserAccount
 
 

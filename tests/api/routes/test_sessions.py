@@ -8,11 +8,12 @@ from bson import ObjectId
 from httpx import AsyncClient
 from starlette.types import ASGIApp
 
+from service.accounts.models import REFRESH_HASHES_KEPT, Session
+from service.accounts.tokens import hash_refresh_token, new_session_id
+from service.app import create_app
 from service.config import Settings
+from service.core.clock import as_utc
 from service.db import MongoDatabase
-from service.main import create_app
-from service.models import REFRESH_HASHES_KEPT, Session, as_utc
-from service.security import hash_refresh_token, new_session_id
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import (
     FakeClock,

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from service.etags import CONDITION_PATTERN
+from service.todos.etags import CONDITION_PATTERN
 from tests.utils import UserAccount, create_todo
 
 WRITES: list[tuple[str, dict[str, Any] | None]] = [

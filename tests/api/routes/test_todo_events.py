@@ -17,10 +17,10 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 from starlette.requests import ClientDisconnect
 
-from service.api.routes.events import EventStreamResponse
+from service.accounts.tokens import TokenSettings, create_access_token
+from service.app import create_app
 from service.config import Settings
-from service.main import create_app
-from service.security import TokenSettings, create_access_token
+from service.events.routes import EventStreamResponse
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import EventReader, LiveServer, live_server
 from tests.mongomock_compat import mock_database

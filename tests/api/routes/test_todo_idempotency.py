@@ -8,8 +8,9 @@ import pytest
 from bson import ObjectId
 from httpx import AsyncClient, Response
 
-from service.crud.idempotency import request_hash
-from service.models import IdempotencyKey, Todo, utc_now
+from service.core.clock import utc_now
+from service.todos.idempotency import request_hash
+from service.todos.models import IdempotencyKey, Todo
 from tests.utils import UserAccount
 
 

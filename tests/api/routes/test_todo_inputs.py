@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
-from service.pagination import encode_cursor
+from service.core.pagination import encode_cursor
 from tests.utils import UserAccount, create_todo
 
 Send = Callable[[AsyncClient, UserAccount, Any], Awaitable[Response]]

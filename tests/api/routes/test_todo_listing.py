@@ -8,7 +8,8 @@ from beanie import PydanticObjectId
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from service.crud.todos import (
+from service.todos.models import Todo
+from service.todos.store import (
     SORT_INDEXES,
     SortOrder,
     TodoFilters,
@@ -16,7 +17,6 @@ from service.crud.todos import (
     list_query,
     sort_keys,
 )
-from service.models import Todo
 from tests.utils import UserAccount, create_todo
 
 Params = dict[str, Any]

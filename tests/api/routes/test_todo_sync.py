@@ -8,7 +8,7 @@ import pytest
 from httpx import AsyncClient
 
 from service.config import Environment, Settings
-from service.models import Todo
+from service.todos.models import Todo
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import UserAccount, create_todo
 

@@ -4,7 +4,7 @@ import pytest
 from bson import ObjectId
 from httpx import AsyncClient
 
-from service.models import Todo
+from service.todos.models import Todo
 from tests.utils import UserAccount, create_todo
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from service.models import User
+from service.accounts.models import User
 from tests.utils import DEFAULT_PASSWORD, create_account, new_email, sign_up
 
 
@@ -166,7 +166,7 @@ async def test_parallel_signups_from_one_ip_never_exceed_the_limit(client: Async
         *(client.post("/api/users", json=signup_body()) for _ in range(10))
     )
     statuses = Counter(response.status_code for response in responses)
-    # crud.throttle.hit counts atomically ($inc) but reads the count back afterwards, so a
+    # counters.hit counts atomically ($inc) but reads the count back afterwards, so a
     # racing request may see a later count: fewer may get through, never more.
     assert 1 <= statuses[201] <= 3
     assert statuses[429] == 10 - statuses[201]

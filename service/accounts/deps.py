@@ -1,0 +1,106 @@
+"""Who is calling: the bearer token's user and session, the hasher, the user agent."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from beanie import PydanticObjectId
+from bson.errors import InvalidId
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from service.accounts import store
+from service.accounts.models import USER_AGENT_MAX_LENGTH, User
+from service.accounts.passwords import PasswordHasher
+from service.accounts.store import Authenticated
+from service.accounts.tokens import (
+    ExpiredTokenError,
+    InvalidTokenError,
+    TokenSettings,
+    decode_access_token,
+    is_session_id,
+)
+from service.core.clock import Clock
+from service.core.context import bind_user
+from service.core.deps import ClockDep
+from service.errors import Unauthorized
+
+# auto_error=False: a missing token goes through Unauthorized, like every other 401.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/token", auto_error=False)
+
+
+async def get_token_settings(request: Request) -> TokenSettings:
+    tokens: TokenSettings = request.state.tokens
+    return tokens
+
+
+async def get_password_hasher(request: Request) -> PasswordHasher:
+    passwords: PasswordHasher = request.state.passwords
+    return passwords
+
+
+TokenSettingsDep = Annotated[TokenSettings, Depends(get_token_settings)]
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+async def get_user_agent(request: Request) -> str:
+    """The User-Agent header, cut to what a session stores."""
+    return request.headers.get("user-agent", "")[:USER_AGENT_MAX_LENGTH]
+
+
+UserAgent = Annotated[str, Depends(get_user_agent)]
+
+
+TOKEN_EXPIRED = "Token expired"  # noqa: S105 -- an error message
+# RFC 6750: tells the client this token is done for (here: refresh it), not that it sent none.
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+async def authenticate_token(
+    token: str | None, tokens: TokenSettings, clock: Clock
+) -> tuple[Authenticated, datetime]:
+    """The user and session of a valid access token, and when the token expires.
+
+    401 for any unusable token: "Token expired" (with `error="invalid_token"`) for one that is
+    valid but for its expiry, so that clients know to refresh; the generic text otherwise.
+    One aggregate on sessions (by _id) with a $lookup of the user (by _id): a logged-out,
+    expired or deleted session, or a deleted user, is refused on the very next request.
+    A `sid` that isn't a session id's shape (an ObjectId of a session from before session ids
+    were random, say) is refused without a query.
+    """
+    if not token:
+        raise Unauthorized("Not authenticated")
+    try:
+        claims = decode_access_token(token, tokens)
+        user_id = PydanticObjectId(claims["sub"])
+    except ExpiredTokenError as exc:
+        raise Unauthorized(TOKEN_EXPIRED, headers=INVALID_TOKEN) from exc
+    except (InvalidTokenError, InvalidId) as exc:
+        raise Unauthorized from exc
+    session_id: str = claims["sid"]
+    if not is_session_id(session_id):
+        raise Unauthorized
+    found = await store.authenticate(session_id=session_id, user_id=user_id, now=clock())
+    if found is None:
+        raise Unauthorized
+    bind_user(str(user_id))
+    return found, datetime.fromtimestamp(claims["exp"], UTC)
+
+
+async def get_authenticated(
+    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
+) -> Authenticated:
+    """The user and session of a valid access token; 401 for any unusable token."""
+    found, _ = await authenticate_token(token, tokens, clock)
+    return found
+
+
+CurrentAuth = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_current_user(auth: CurrentAuth) -> User:
+    """The user the bearer token belongs to (see get_authenticated)."""
+    return auth.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,299 @@
+"""Every database query of accounts: users, and their sessions (logins) and refresh tokens.
+
+Every rule about time (expiry, the reuse grace window) is checked against the stored
+timestamps: the TTL monitor removes expired sessions only about once a minute.
+"""
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from beanie import PydanticObjectId
+from beanie.odm.enums import SortDirection
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
+
+from service.accounts.models import (
+    IP_MAX_LENGTH,
+    REFRESH_HASHES_KEPT,
+    USER_AGENT_MAX_LENGTH,
+    Session,
+    User,
+)
+from service.core.budget import budgeted
+from service.core.clock import as_utc
+from service.db import supports_transactions
+from service.errors import Conflict
+from service.events.models import EventTicket
+from service.todos.models import IdempotencyKey, Todo
+
+
+@budgeted
+async def create_user(*, email: str, fname: str, lname: str, hashed_password: str) -> User:
+    """Insert a user; Conflict if the (normalised) email is taken."""
+    user = User(email=email, fname=fname, lname=lname, hashed_password=hashed_password)
+    try:
+        # The unique index decides: a check-then-insert would race with a parallel signup.
+        await user.insert()
+    except DuplicateKeyError as exc:
+        raise Conflict("Email already registered.") from exc
+    return user
+
+
+@budgeted
+async def get_user(*, user_id: PydanticObjectId) -> User | None:
+    """The user with this id, if any."""
+    return await User.get(user_id)
+
+
+@budgeted
+async def get_user_by_email(*, email: str) -> User | None:
+    """The user with this (normalised: schemas.normalise_email) email, if any."""
+    return await User.find_one(User.email == email)
+
+
+@budgeted
+async def set_password_hash(*, user_id: PydanticObjectId, hashed_password: str) -> None:
+    """Replace a user's password hash (after an upgrade to the current algorithm)."""
+    await User.find_one(User.id == user_id).update({"$set": {"hashed_password": hashed_password}})
+
+
+@budgeted
+async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> User | None:
+    """Set `changes` (names, email); Conflict if the new email is taken, None if no such user."""
+    try:
+        # update_one and a read, not find_one_and_update: SecantusDB's findAndModify scans
+        # the whole collection.
+        await User.get_pymongo_collection().update_one({"_id": user_id}, {"$set": changes})
+    except DuplicateKeyError as exc:
+        raise Conflict("Email already registered.") from exc
+    return await User.get(user_id)
+
+
+@budgeted
+async def change_password(
+    *, user_id: PydanticObjectId, hashed_password: str, now: datetime
+) -> None:
+    """Store a new password hash, then revoke every session of the user."""
+    await set_password_hash(user_id=user_id, hashed_password=hashed_password)
+    await revoke_all_sessions(user_id=user_id, now=now)
+
+
+@budgeted
+async def delete_user(*, user_id: PydanticObjectId) -> None:
+    """Delete the user with everything of theirs; in a transaction where the server has them.
+
+    Sessions, event tickets, idempotency records (they hold a copy of each todo created with
+    a key), todos, then the user. Without transactions (a standalone server), sessions go
+    first, so the user's tokens stop working at once, and the user last, so an interrupted
+    deletion leaves an account that can log in and delete itself again rather than todos
+    nobody owns.
+    """
+    users = User.get_pymongo_collection()
+    database = users.database
+    steps = [
+        (Session.get_pymongo_collection(), {"user_id": user_id}),
+        (EventTicket.get_pymongo_collection(), {"owner_id": user_id}),
+        (IdempotencyKey.get_pymongo_collection(), {"owner_id": user_id}),
+        (Todo.get_pymongo_collection(), {"owner_id": user_id}),
+        (users, {"_id": user_id}),
+    ]
+    if not await supports_transactions(database):
+        for collection, query in steps:
+            await collection.delete_many(query)
+        return
+
+    async def delete_all(session: AsyncClientSession) -> None:
+        for collection, query in steps:
+            await collection.delete_many(query, session=session)
+
+    async with database.client.start_session() as session:
+        await session.with_transaction(delete_all)
+
+
+# A revoked session is kept this long at most (for reuse detection to answer 401 quietly,
+# and for logs), then the TTL index removes it.
+REVOKED_SESSION_KEPT = timedelta(days=1)
+
+NEWEST_FIRST = [("created_at", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
+
+
+def _active(now: datetime) -> dict[str, Any]:
+    return {"revoked": False, "expires_at": {"$gt": now}}
+
+
+def _revoke(now: datetime) -> dict[str, Any]:
+    return {
+        "$set": {"revoked": True, "revoked_at": now},
+        "$min": {"expires_at": now + REVOKED_SESSION_KEPT},
+    }
+
+
+@budgeted
+async def create_session(
+    *,
+    session_id: str,
+    user_id: PydanticObjectId,
+    refresh_hash: str,
+    user_agent: str,
+    ip: str,
+    now: datetime,
+    lifetime: timedelta,
+) -> Session:
+    """Store a new session; user agent and IP are cut to their stored maximum lengths."""
+    session = Session(
+        id=session_id,
+        user_id=user_id,
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + lifetime,
+        refresh_hash=refresh_hash,
+        user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
+        ip=ip[:IP_MAX_LENGTH],
+    )
+    await session.insert()
+    return session
+
+
+@budgeted
+async def revoke_oldest_sessions(*, user_id: PydanticObjectId, keep: int, now: datetime) -> None:
+    """Revoke the user's active sessions beyond the newest `keep`."""
+    collection = Session.get_pymongo_collection()
+    beyond = (
+        await collection.find({"user_id": user_id, **_active(now)}, {"_id": 1})
+        .sort(NEWEST_FIRST)
+        .skip(keep)
+        .to_list(None)
+    )
+    if beyond:
+        await collection.update_many(
+            {"_id": {"$in": [doc["_id"] for doc in beyond]}, "revoked": False}, _revoke(now)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The current user and the session their access token belongs to."""
+
+    user: User
+    session_id: str
+
+
+@budgeted
+async def authenticate(
+    *, session_id: str, user_id: PydanticObjectId, now: datetime
+) -> Authenticated | None:
+    """The user, if their session is active: one round trip, two reads by primary key."""
+    pipeline: list[dict[str, Any]] = [
+        {"$match": {"_id": session_id, "user_id": user_id, **_active(now)}},
+        {"$limit": 1},
+        {"$lookup": {"from": "users", "localField": "user_id", "foreignField": "_id", "as": "u"}},
+    ]
+    found = await Session.aggregate(pipeline).to_list(1)
+    if not found or not found[0]["u"]:
+        return None
+    return Authenticated(user=User.model_validate(found[0]["u"][0]), session_id=session_id)
+
+
+class RefreshOutcome(enum.Enum):
+    ROTATED = "rotated"
+    # An unknown, expired or revoked session, or a token this session never issued (or one
+    # rotated away longer ago than it remembers).
+    INVALID = "invalid"
+    RACED = "raced"  # the token just replaced, within the grace window: nothing revoked
+    REUSED = "reused"  # an older token it issued: theft assumed, the session is now revoked
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    outcome: RefreshOutcome
+    session: Session | None = None
+
+
+@budgeted
+async def rotate_refresh_token(
+    *,
+    session_id: str,
+    presented_hash: str,
+    new_hash: str,
+    now: datetime,
+    grace: timedelta,
+) -> RefreshResult:
+    """Swap the session's refresh hash for `new_hash` if `presented_hash` is the current one.
+
+    The swap is one update with the current hash in its filter, so of two refreshes with one
+    token exactly one succeeds. (Not find_one_and_update: SecantusDB's findAndModify scans the
+    whole collection, ~330 ms at 20k sessions; update_one by _id takes ~1 ms.)
+    """
+    collection = Session.get_pymongo_collection()
+    swapped = await collection.update_one(
+        {"_id": session_id, "refresh_hash": presented_hash, **_active(now)},
+        {
+            "$set": {"refresh_hash": new_hash, "rotated_at": now, "last_used_at": now},
+            "$push": {
+                "previous_hashes": {"$each": [presented_hash], "$slice": -REFRESH_HASHES_KEPT}
+            },
+        },
+    )
+    stored = await Session.get(session_id)
+    if swapped.matched_count == 1 and stored is not None:
+        return RefreshResult(RefreshOutcome.ROTATED, stored)
+    if stored is None or stored.revoked or as_utc(stored.expires_at) <= now:
+        return RefreshResult(RefreshOutcome.INVALID)
+    if presented_hash not in stored.previous_hashes:
+        # Not a token this session issued: made up by someone who knows (or guessed) its id.
+        return RefreshResult(RefreshOutcome.INVALID)
+    if (
+        grace > timedelta(0)
+        and stored.previous_hashes[-1] == presented_hash
+        and stored.rotated_at is not None
+        and now - as_utc(stored.rotated_at) <= grace
+    ):
+        return RefreshResult(RefreshOutcome.RACED)
+    # A token this session has already rotated away: whoever holds it (the thief or the
+    # user) can't be told apart, so the session ends.
+    await collection.update_one({"_id": session_id, "revoked": False}, _revoke(now))
+    return RefreshResult(RefreshOutcome.REUSED)
+
+
+@budgeted
+async def list_active_sessions(
+    *, user_id: PydanticObjectId, now: datetime, limit: int
+) -> list[Session]:
+    """The user's active sessions, newest first."""
+    return (
+        await Session.find({"user_id": user_id, **_active(now)})
+        .sort(*NEWEST_FIRST)
+        .limit(limit)
+        .to_list()
+    )
+
+
+@budgeted
+async def revoke_session(*, user_id: PydanticObjectId, session_id: str, now: datetime) -> bool:
+    """Revoke one of the user's sessions; False if they have no such session."""
+    result = await Session.get_pymongo_collection().update_one(
+        {"_id": session_id, "user_id": user_id}, _revoke(now)
+    )
+    return result.matched_count == 1
+
+
+@budgeted
+async def revoke_all_sessions(*, user_id: PydanticObjectId, now: datetime) -> int:
+    """Revoke every active session of the user; how many there were."""
+    result = await Session.get_pymongo_collection().update_many(
+        {"user_id": user_id, "revoked": False}, _revoke(now)
+    )
+    return result.modified_count
+
+
+@budgeted
+async def delete_legacy_sessions() -> int:
+    """Delete sessions stored under an ObjectId (before ids were random); how many.
+
+    Their tokens can't be used any more (their ids don't have a session id's shape): their
+    users log in again. Cheap once they are gone.
+    """
+    result = await Session.get_pymongo_collection().delete_many({"_id": {"$type": "objectId"}})
+    return result.deleted_count

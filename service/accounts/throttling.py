@@ -1,0 +1,208 @@
+"""Throttling of logins, refreshes and signups: counters in MongoDB, limits from Settings."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from beanie import PydanticObjectId
+from fastapi import Depends
+
+from service.accounts import counters
+from service.accounts.deps import PasswordHasherDep
+from service.accounts.models import User
+from service.accounts.passwords import DUMMY_HASH, PasswordHasher
+from service.config import Settings
+from service.core.deps import ClientIP, ClockDep, SettingsDep
+from service.errors import BadRequest, TooManyRequests
+
+LOGIN_EMAIL = "login-email"
+LOGIN_IP = "login-ip"
+SIGNUP_IP = "signup-ip"
+REFRESH_IP = "refresh-ip"
+EMAIL_CHANGE_USER = "email-change-user"  # counted per user id
+
+TOO_MANY_LOGINS = "Too many failed logins; try again later"
+TOO_MANY_REFRESHES = "Too many failed refreshes; try again later"
+
+
+async def _reserve_all(
+    budgets: list[tuple[str, str, int]], *, now: datetime, window: timedelta, message: str
+) -> list[counters.Reserved]:
+    """A slot in each (kind, subject, limit) budget, or 429 (none kept) if one is used up."""
+    reserved: list[counters.Reserved] = []
+    try:
+        for kind, subject, limit in budgets:
+            taken = await counters.reserve(
+                kind=kind, subject=subject, now=now, window=window, limit=limit
+            )
+            if isinstance(taken, counters.Full):
+                raise TooManyRequests(message, retry_after=taken.count.retry_after(now))
+            reserved.append(taken)
+    except Exception:
+        await _release_all(reserved, now=now)
+        raise
+    return reserved
+
+
+async def _release_all(reserved: list[counters.Reserved], *, now: datetime) -> None:
+    for slot in reserved:
+        await counters.release(reserved=slot, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginThrottle:
+    """Failed password checks per email and per client IP within LOGIN_WINDOW_SECONDS.
+
+    Every check of a password (logins, and the routes that ask for it again) goes through
+    `verify`: it counts the attempt *before* the password is verified, as one conditional
+    update per counter, so that a burst of parallel guesses gets at most the limit verified
+    and the rest are 429 (even with the right password). A wrong password keeps its count; a
+    right one gives it back (a login clears the email's count instead).
+    """
+
+    settings: Settings
+    email: str
+    ip: str
+    now: datetime
+
+    async def verify(
+        self, passwords: PasswordHasher, password: str, hashed: str | None, *, login: bool
+    ) -> tuple[bool, str | None]:
+        """`passwords.verify(password, hashed)`, counted; 429 if a budget is used up.
+
+        `hashed` None (no such account) still costs one verification, of a dummy hash, so
+        that timing doesn't reveal which emails have accounts; it always fails.
+        """
+        async with passwords.admitted():  # 503 at once, before anything is counted
+            email, ip = await _reserve_all(
+                [
+                    (LOGIN_EMAIL, self.email, self.settings.login_max_failures),
+                    (LOGIN_IP, self.ip, self.settings.login_max_failures_per_ip),
+                ],
+                now=self.now,
+                window=timedelta(seconds=self.settings.login_window_seconds),
+                message=TOO_MANY_LOGINS,
+            )
+            try:
+                valid, new_hash = await passwords.verify(password, hashed or DUMMY_HASH)
+                valid = valid and hashed is not None
+            except Exception:
+                # The check itself failed: not an attempt. A cancelled request keeps its
+                # count: giving it back would need awaiting inside the cancellation.
+                await _release_all([email, ip], now=self.now)
+                raise
+        if valid:
+            if login:
+                await counters.clear(kind=LOGIN_EMAIL, subject=self.email)
+                await _release_all([ip], now=self.now)
+            else:
+                await _release_all([email, ip], now=self.now)
+        return valid, new_hash
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshThrottle:
+    """Failed refreshes per client IP within LOGIN_WINDOW_SECONDS, counted before trying."""
+
+    settings: Settings
+    ip: str
+    now: datetime
+
+    async def attempt(self) -> counters.Reserved:
+        """Count a refresh attempt for the IP; 429 if its failures are used up."""
+        (slot,) = await _reserve_all(
+            [(REFRESH_IP, self.ip, self.settings.refresh_max_failures_per_ip)],
+            now=self.now,
+            window=timedelta(seconds=self.settings.login_window_seconds),
+            message=TOO_MANY_REFRESHES,
+        )
+        return slot
+
+    async def succeeded(self, slot: counters.Reserved) -> None:
+        """The attempt doesn't count as a failure."""
+        await counters.release(reserved=slot, now=self.now)
+
+
+async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) -> None:
+    """Count a signup attempt for the client IP; 429 past SIGNUP_MAX_PER_IP in the window."""
+    now = clock()
+    count = await counters.hit(
+        kind=SIGNUP_IP,
+        subject=ip,
+        now=now,
+        window=timedelta(seconds=settings.signup_window_seconds),
+    )
+    if count.hits > settings.signup_max_per_ip:
+        raise TooManyRequests(
+            "Too many signups from your address; try again later",
+            retry_after=count.retry_after(now),
+        )
+
+
+SignupLimit = Annotated[None, Depends(limit_signups)]
+
+
+@dataclass(frozen=True, slots=True)
+class EmailChangeLimit:
+    """Email change attempts per user within EMAIL_CHANGE_WINDOW_SECONDS.
+
+    A change to a taken address answers 409 (it can't pretend to succeed), which tells the
+    caller that the address has an account: counting every attempt, before anything else is
+    checked, bounds how many addresses one account can test.
+    """
+
+    settings: Settings
+    now: datetime
+
+    async def __call__(self, user_id: PydanticObjectId) -> None:
+        """Count this attempt (atomically, so parallel ones can't slip past); 429 past the max."""
+        count = await counters.hit(
+            kind=EMAIL_CHANGE_USER,
+            subject=str(user_id),
+            now=self.now,
+            window=timedelta(seconds=self.settings.email_change_window_seconds),
+        )
+        if count.hits > self.settings.email_change_max_per_user:
+            raise TooManyRequests(
+                "Too many email changes; try again later", retry_after=count.retry_after(self.now)
+            )
+
+
+async def get_email_change_limit(settings: SettingsDep, clock: ClockDep) -> EmailChangeLimit:
+    return EmailChangeLimit(settings=settings, now=clock())
+
+
+EmailChangeLimitDep = Annotated[EmailChangeLimit, Depends(get_email_change_limit)]
+
+
+INCORRECT_PASSWORD = "Incorrect password"  # noqa: S105 -- an error message
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """Checks the current user's password where a route asks for it again."""
+
+    passwords: PasswordHasher
+    settings: Settings
+    ip: str
+    now: datetime
+
+    async def __call__(self, user: User, password: str) -> None:
+        """400 unless `password` is the user's. Attempts count like logins of the email (a
+        right password gives its count back), so that a stolen access token can't be used to
+        guess the password either."""
+        throttle = LoginThrottle(settings=self.settings, email=user.email, ip=self.ip, now=self.now)
+        valid, _ = await throttle.verify(
+            self.passwords, password, user.hashed_password, login=False
+        )
+        if not valid:
+            raise BadRequest(INCORRECT_PASSWORD)
+
+
+async def get_password_check(
+    passwords: PasswordHasherDep, settings: SettingsDep, ip: ClientIP, clock: ClockDep
+) -> PasswordCheck:
+    return PasswordCheck(passwords=passwords, settings=settings, ip=ip, now=clock())
+
+
+PasswordCheckDep = Annotated[PasswordCheck, Depends(get_password_check)]

@@ -1,0 +1,19 @@
+"""The clock stored timestamps come from, and UTC normalisation."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC, truncated to MongoDB's millisecond precision."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+# What stored timestamps are taken from; injectable, so that tests move time instead of sleeping.
+Clock = Callable[[], datetime]
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` as aware UTC: a client without tz_aware (or mongomock) returns naive UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,237 @@
+"""What todos send and receive over the wire."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from service.core.schemas import NOT_BLANK, InputModel, UtcDatetime, trim
+from service.todos.dates import (
+    DUE_DATE_PATTERN,
+    DUE_DATETIME_PATTERN,
+    INSTANT_RANGE,
+    due_instant,
+    parse_instant,
+)
+from service.todos.models import TODO_DEFAULTS, StoredTodo, Todo
+
+TODO_TEXT_MAX_LENGTH = 1000
+TODO_NOTES_MAX_LENGTH = 8192
+TAG_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# At most this many sent (so the schema's maxItems is the whole rule), duplicates merged.
+MAX_TAGS = 20
+PRIORITY_MAX = 3
+DUE_MAX_LENGTH = 40
+SEARCH_MAX_LENGTH = 200
+
+
+TodoText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=TODO_TEXT_MAX_LENGTH,
+        pattern=NOT_BLANK,
+        description=f"1 to {TODO_TEXT_MAX_LENGTH} characters, not all white space; "
+        "leading and trailing white space is removed.",
+    ),
+    AfterValidator(trim),
+]
+
+
+TodoNotes = Annotated[
+    str, Field(max_length=TODO_NOTES_MAX_LENGTH, description="Up to 8192 characters.")
+]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema counts 2.0 as an integer: take it as 2 (strict mode refuses floats otherwise;
+    # 2.5, a string or true still fail).
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# The constraints come before the validator, so that the schema states them (after it, pydantic
+# can't fold them into the integer's schema and writes non-standard `ge`/`le` keys).
+Priority = Annotated[
+    int,
+    Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (highest)."),
+    BeforeValidator(_integral),
+]
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+
+
+def _distinct_lower_tags(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tag.lower() for tag in tags))
+
+
+Tags = Annotated[
+    list[Tag],
+    Field(
+        max_length=MAX_TAGS,
+        description=(
+            f"Up to {MAX_TAGS} tags of 1 to 32 letters, digits, `-` or `_`; "
+            "stored lower-case, duplicates merged."
+        ),
+    ),
+    AfterValidator(_distinct_lower_tags),
+]
+
+
+def check_due(value: str) -> str:
+    """`value` if it is a valid due (an ISO date or a datetime with an offset), else ValueError."""
+    due_instant(value)  # raises ValueError for anything else
+    return value
+
+
+# What a due (or a due filter) may be, in words; the pattern says the same exactly.
+DUE_RULES = (
+    "An ISO calendar date (`2026-12-01`, years 0001-9999) or a datetime with an offset "
+    "(`2026-12-01T09:00:00+02:00`, `...Z`; hours 00-23, seconds 00-59, up to 6 fractional "
+    f"digits, offsets up to ±23:59) that is an instant from {INSTANT_RANGE}: on "
+    "0001-01-01 and 9999-12-31 a datetime must be UTC (`Z` or `+00:00`). Anything else is a 422."
+)
+# The pattern is documented but checked by check_due, so that a 422 says what a due is rather
+# than repeating the pattern.
+DUE_SCHEMA_PATTERN = f"{DUE_DATE_PATTERN}|{DUE_DATETIME_PATTERN}"
+
+Due = Annotated[
+    str,
+    Field(
+        max_length=DUE_MAX_LENGTH,
+        description=f"{DUE_RULES} Returned exactly as sent.",
+        json_schema_extra={"pattern": DUE_SCHEMA_PATTERN},
+    ),
+    AfterValidator(check_due),
+]
+
+
+def _instant(value: object) -> datetime:
+    if not isinstance(value, str) or len(value) > DUE_MAX_LENGTH:
+        raise ValueError(f"must be a datetime with an offset, an instant from {INSTANT_RANGE}")
+    return parse_instant(value)
+
+
+# A datetime with an offset, as a query parameter takes it: the same rules as a due datetime
+# (not pydantic's wider datetime parsing, which also takes Unix times and other separators).
+Instant = Annotated[
+    datetime,
+    PlainValidator(_instant),
+    WithJsonSchema(
+        {
+            # No `format: date-time`: RFC 3339 needs seconds, which a due datetime may omit.
+            "type": "string",
+            "maxLength": DUE_MAX_LENGTH,
+            "pattern": DUE_DATETIME_PATTERN,
+        }
+    ),
+]
+
+
+class TodoCreate(InputModel):
+    text: TodoText
+    notes: TodoNotes = ""
+    completed: bool = False
+    due: Due | None = None
+    priority: Priority = 0
+    tags: Tags = Field(default_factory=list)
+
+
+class TodoReplace(TodoCreate):
+    """Every writable field: `text` and `completed` are required, the others reset to defaults."""
+
+    completed: bool
+
+
+class TodoUpdate(InputModel):
+    """A partial update: only the fields sent change. `null` is a value only for `due`."""
+
+    # Typed without None and defaulted through Field (defaults aren't validated), so the
+    # schema says "optional, but never null"; read it with model_dump(exclude_unset=True).
+    text: TodoText = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    completed: bool = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    notes: TodoNotes = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    priority: Priority = Field(default=None)  # type: ignore[assignment]  # None = not sent
+    tags: Tags = Field(default=None)  # type: ignore[arg-type]  # None = not sent
+    # `null` clears the due.
+    due: Due | None = None
+
+
+class TodoPublic(BaseModel):
+    id: str
+    text: str
+    notes: str
+    completed: bool
+    completed_at: UtcDatetime | None
+    due: str | None
+    priority: int
+    tags: list[str]
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    version: int
+
+    @classmethod
+    def from_document(cls, todo: Todo) -> Self:
+        return cls.from_stored(todo.model_dump(by_alias=True))
+
+    @classmethod
+    def from_stored(cls, stored: StoredTodo) -> Self:
+        return cls.model_validate(_todo_fields(stored))
+
+
+def _todo_fields(stored: StoredTodo) -> dict[str, Any]:
+    """A stored todo's fields (defaults for those it lacks) with its id as the API's `id`."""
+    return {**TODO_DEFAULTS, **stored, "id": str(stored["_id"])}
+
+
+class TodoPage(BaseModel):
+    items: list[TodoPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class TodoTombstone(BaseModel):
+    """A deleted todo, as delta sync and the change feed report it."""
+
+    id: str
+    deleted: Literal[True] = True
+    deleted_at: UtcDatetime
+    version: int
+
+    @classmethod
+    def from_stored(cls, stored: StoredTodo) -> Self:
+        if stored.get("deleted_at") is None:
+            raise ValueError("not a tombstone")
+        return cls.model_validate(_todo_fields(stored))
+
+
+def todo_or_tombstone(stored: StoredTodo) -> "TodoPublic | TodoTombstone":
+    """How a stored todo is reported in change listings: a tombstone once deleted."""
+    if stored.get("deleted_at") is not None:
+        return TodoTombstone.from_stored(stored)
+    return TodoPublic.from_stored(stored)
+
+
+class TodoChanges(BaseModel):
+    """A delta-sync page: what changed after `updated_since`, up to `watermark`."""
+
+    items: list[TodoPublic | TodoTombstone]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same query) for the rest of this answer."
+    )
+    watermark: UtcDatetime = Field(
+        description=(
+            "The answer is complete up to this instant: pass it as the next `updated_since`."
+        )
+    )
+
+
+class ClearedTodos(BaseModel):
+    deleted: int = Field(description="How many completed todos were deleted.")
