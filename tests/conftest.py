@@ -21,7 +21,7 @@ from service.config import Environment, Settings
 from service.db import MongoDatabase
 from service.embedded import EmbeddedDatabase
 from tests.mongomock_compat import mock_database
-from tests.utils import FakeClock, client_at
+from tests.utils import FakeClock, UserAccount, client_at, create_account
 
 TEST_SECRET_KEY = "test-secret-key-" + "0123456789abcdef" * 4  # 80 bytes: fine for HS512 too
 TIERS = ["mock", "wire"]
@@ -108,3 +108,15 @@ async def client(running_app: ASGIApp) -> AsyncIterator[AsyncClient]:
     """An HTTP client talking to the app in process (from 127.0.0.1)."""
     async with client_at(running_app) as client:
         yield client
+
+
+@pytest.fixture
+async def alice(client: AsyncClient) -> UserAccount:
+    """A signed-up, logged-in user."""
+    return await create_account(client)
+
+
+@pytest.fixture
+async def bob(client: AsyncClient) -> UserAccount:
+    """Another one, for what must not cross between users."""
+    return await create_account(client)
