@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from service.app import create_app
 from service.config import Settings
-from service.main import create_app
-from service.routes_table import iter_routes
+from service.core.routes_table import iter_routes
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ENDPOINT = re.compile(r"^\|\s*`([A-Z]+) (/[^`\s]*)`\s*\|", re.MULTILINE)
