@@ -1,6 +1,12 @@
 """Helpers every feature's store uses."""
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from beanie import Document, PydanticObjectId
+from pymongo.asynchronous.collection import AsyncCollection
+
+StoredDocument = dict[str, Any]
 
 
 def id_of(document: Document) -> PydanticObjectId:
@@ -8,3 +14,24 @@ def id_of(document: Document) -> PydanticObjectId:
     if document.id is None:
         raise ValueError(f"{type(document).__name__} has not been stored yet")
     return document.id
+
+
+async def update_then_read(
+    collection: AsyncCollection[StoredDocument],
+    query: Mapping[str, Any],
+    update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    read: Mapping[str, Any] | None = None,
+) -> tuple[bool, StoredDocument | None]:
+    """`find_one_and_update(..., return_document=AFTER)` as two operations: whether `query`
+    matched (the update applied atomically, conditions and all), and the document read back
+    by `read` (default: `query`'s `_id`) afterwards, or None if it is gone.
+
+    Why not findAndModify: SecantusDB's scans the whole collection (~250 ms at 20k todos, ~330 ms
+    at 20k sessions) where an update by `_id` takes 1-3 ms. The write stays one atomic
+    operation; the read can only see it or a newer write, which every caller accepts (they
+    report the document as it is now).
+    """
+    result = await collection.update_one(dict(query), update)
+    stored = await collection.find_one(dict(read) if read is not None else {"_id": query["_id"]})
+    return result.matched_count == 1, stored
