@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     sync_lag_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
     # Seconds of silence after which an open change feed stream gets a comment heartbeat.
     feed_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
-    # A client further behind than this many changes can't resume the feed (410): it uses
-    # delta sync instead of making the server replay an unbounded backlog.
+    # At most this many changes are replayed when a stream resumes from Last-Event-ID; the
+    # stream then ends and the client resumes from the last one it got, so no backlog is
+    # replayed in one unbounded go.
     feed_catch_up_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
     # Open change feed streams: per user across every worker (429 past it), and per worker
     # process (503 past it; each stream costs a queue and a connection, not a database call).

@@ -5,8 +5,9 @@ request runs. The expected lists are exact, so a new query on a hot path fails h
 silently costing every request a round trip; each command is justified where it is pinned
 (and in bench/REPORT.md).
 
-Only the request's own commands count: the change feed's `getMore` loop (service/feed.py) runs
-in its own task, outside any request, and is left out by a context variable.
+Only the request's own commands count: the change feed's `getMore` loop
+(service/events/feed.py) runs in its own task, outside any request, and is left out by a
+context variable.
 """
 
 import uuid

@@ -1,14 +1,15 @@
 """One database time budget per request, shared by all of its database calls.
 
-Every crud function is wrapped in `@budgeted`: it runs inside `pymongo.timeout(remaining)`,
+Every store function is wrapped in `@budgeted`: it runs inside `pymongo.timeout(remaining)`,
 and the time it took is taken off the request's budget. A dead database mid-request therefore
 costs at most one budget in all, not one timeout per call. Time spent on other work (hashing
 a password, say) does not count, so a queue of signups can't run a request out of budget.
 
-The budget is set for every HTTP request by `DatabaseBudgetMiddleware`. The one place that
-opts out is the crud function itself: a long-lived call (a change stream feeding a streaming
-response) is marked `@unbudgeted` and runs with the client's own timeouts only. A test checks
-that every public crud function is either.
+The budget is set for every HTTP request by `DatabaseBudgetMiddleware`. A store function that
+waits on something other than the database (an idempotent create waiting for the first request
+with its key) is marked `@unbudgeted` and runs with the client's own timeouts only; a test
+checks that every public store function is one or the other. The change feed's own tasks start
+in an empty context, so no request's budget reaches them.
 """
 
 import functools
@@ -45,7 +46,7 @@ class RequestBudget:
 
 
 _budget: ContextVar[RequestBudget | None] = ContextVar("request_db_budget", default=None)
-# True inside a budgeted call, so that crud functions calling each other count once.
+# True inside a budgeted call, so that store functions calling each other count once.
 _inside: ContextVar[bool] = ContextVar("inside_budgeted_call", default=False)
 
 
@@ -61,7 +62,7 @@ def request_budget(seconds: float) -> Iterator[RequestBudget]:
 
 
 def budgeted(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Run a crud function within the current request's database budget (if any)."""
+    """Run a store function within the current request's database budget (if any)."""
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -84,6 +85,6 @@ def budgeted(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 def unbudgeted(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Mark a long-lived crud call (a change stream) that must not run on a request budget."""
+    """Mark a store call that waits on more than the database, so it runs on no request budget."""
     setattr(func, BUDGET_MARKER, False)
     return func

@@ -1,6 +1,6 @@
 """What the service knows about the request being handled, for logs and metrics.
 
-The request middleware (service/middleware.py) sets one `RequestContext` per HTTP request in a
+The request middleware (service/core/middleware.py) sets one `RequestContext` per HTTP request in a
 context variable; dependencies fill in what they learn (the user id), log lines read it.
 """
 

@@ -81,8 +81,8 @@ async def test_without_a_request_budget_calls_run_unbounded() -> None:
     assert await call() == 7
 
 
-def test_every_crud_function_declares_its_budget() -> None:
-    """New crud functions must be @budgeted (or @unbudgeted, for long-lived streams)."""
+def test_every_store_function_declares_its_budget() -> None:
+    """New store functions must be @budgeted (or @unbudgeted: waits that are not database time)."""
     for module in (account_store, counters, todo_store, idempotency, event_store, health_store):
         for name, function in inspect.getmembers(module, inspect.iscoroutinefunction):
             if name.startswith("_") or function.__module__ != module.__name__:
