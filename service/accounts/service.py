@@ -5,6 +5,7 @@ import logging
 from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
+from pydantic import MISSING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from service.accounts import store
@@ -159,9 +160,9 @@ async def update_account(
     """Apply `update` to the user as it is stored now; a new email costs an email change
     attempt, counted first, then needs the current password. Unauthorized if the user was
     deleted since the request authenticated."""
-    changes = update.model_dump(exclude_unset=True, exclude={"current_password"})
+    changes = update.model_dump(exclude={"current_password"})  # what was sent
     if "email" in changes:
-        assert update.current_password is not None  # noqa: S101 -- UserUpdate requires it
+        assert update.current_password is not MISSING  # noqa: S101 -- UserUpdate requires it
         await count_email_change(settings=settings, user_id=id_of(user), now=now)
         await check_current_password(
             user=user,

@@ -17,7 +17,7 @@ def paths() -> dict[str, Any]:
 
 
 # Every route with a body also documents 400 (undecodable body) and 413 (and 415 for a JSON
-# body), and every route that needs the database 503 (service/main.py adds those in one place).
+# body), and every route that needs the database 503 (service/app.py adds those in one place).
 @pytest.mark.parametrize(
     ("method", "path", "codes"),
     [

@@ -1,4 +1,4 @@
-"""Token helpers in service/security.py that sessions add: typ/sid claims, refresh tokens."""
+"""Token helpers in service/accounts/tokens.py that sessions add: typ/sid claims, refresh tokens."""
 
 import hashlib
 from datetime import timedelta
