@@ -1,4 +1,5 @@
-"""Attempt counters in fixed windows, kept in MongoDB so every worker and replica shares them.
+"""The atomic attempt counters the throttling rules (throttling.py) are kept in: fixed
+windows in MongoDB, so that every worker and replica shares them.
 
 A window opens at the first hit and lasts `window`; a counter whose window has passed counts
 as zero whether or not the TTL monitor (about once a minute) has removed it yet.
@@ -13,11 +14,13 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from service.accounts.models import ThrottleCounter
 from service.core.budget import budgeted
 from service.core.clock import as_utc
+from service.core.store import StoredDocument, update_then_read
 
 # Each round either finds a live window or opens one; losing the race to open it twice in a
 # row would need two other writers to both open and expire a window in between.
@@ -39,20 +42,31 @@ class Count:
         return max(1, math.ceil((as_utc(self.expires_at) - now).total_seconds()))
 
 
+def _counters() -> AsyncCollection[StoredDocument]:
+    # Every operation here is a conditional update or upsert whose outcome (matched or not, a
+    # duplicate key) is the answer, which pymongo reports and Beanie's update API hides: so
+    # the collection, not the document class. ThrottleCounter describes what is stored (and
+    # declares its TTL index).
+    return ThrottleCounter.get_pymongo_collection()
+
+
+def _count(stored: StoredDocument) -> Count:
+    counter = ThrottleCounter.model_validate(stored)
+    return Count(counter.hits, counter.expires_at)
+
+
 @budgeted
 async def hit(*, kind: str, subject: str, now: datetime, window: timedelta) -> Count:
     """Count one attempt, opening a new window if none is running; the count after it."""
-    collection = ThrottleCounter.get_pymongo_collection()
+    collection = _counters()
     key = counter_key(kind, subject)
-    # update_one, not find_one_and_update: SecantusDB's findAndModify scans the collection.
     for _ in range(_MAX_ROUNDS):
-        counted = await collection.update_one(
-            {"_id": key, "expires_at": {"$gt": now}}, {"$inc": {"hits": 1}}
+        counted, stored = await update_then_read(
+            collection, {"_id": key, "expires_at": {"$gt": now}}, {"$inc": {"hits": 1}}
         )
-        if counted.matched_count == 1:
-            stored = await collection.find_one({"_id": key})
+        if counted:
             if stored is not None:  # else it expired and was swept right now: count anew
-                return Count(stored["hits"], stored["expires_at"])
+                return _count(stored)
             continue
         try:
             # Replaces a window that has passed, or inserts the first one. If another request
@@ -103,7 +117,7 @@ async def reserve(
     One round trip when there is room or no counter yet; a full window costs two (and a
     window that has passed, once per window, three).
     """
-    collection = ThrottleCounter.get_pymongo_collection()
+    collection = _counters()
     key = counter_key(kind, subject)
     for _ in range(_MAX_ROUNDS):
         try:
@@ -123,8 +137,9 @@ async def reserve(
             return Reserved(kind, subject)
         running = await collection.find_one({"_id": key, "expires_at": {"$gt": now}})
         if running is not None:
-            if running["hits"] >= limit:
-                return Full(Count(running["hits"], running["expires_at"]))
+            count = _count(running)
+            if count.hits >= limit:
+                return Full(count)
             continue  # a slot was given back meanwhile
         # The window has passed: open a new one in its place, unless another request just
         # did (or the TTL monitor removed it: then the next round inserts one).
@@ -144,7 +159,7 @@ async def release(*, reserved: Reserved, now: datetime) -> None:
     If the window closed meanwhile, the slot went with it; a window opened since by someone
     else loses one count instead, at most one per release at that very instant.
     """
-    await ThrottleCounter.get_pymongo_collection().update_one(
+    await _counters().update_one(
         {
             "_id": counter_key(reserved.kind, reserved.subject),
             "expires_at": {"$gt": now},
@@ -157,4 +172,4 @@ async def release(*, reserved: Reserved, now: datetime) -> None:
 @budgeted
 async def clear(*, kind: str, subject: str) -> None:
     """Forget the subject's count (after a successful login, say)."""
-    await ThrottleCounter.get_pymongo_collection().delete_one({"_id": counter_key(kind, subject)})
+    await _counters().delete_one({"_id": counter_key(kind, subject)})

@@ -1,4 +1,5 @@
-"""Who is calling: the bearer token's user and session, the hasher, the user agent."""
+"""Who is calling: the bearer token's user and session, the hasher, the user agent; the
+signup limit."""
 
 from datetime import UTC, datetime
 from typing import Annotated
@@ -8,7 +9,7 @@ from bson.errors import InvalidId
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from service.accounts import store
+from service.accounts import store, throttling
 from service.accounts.models import USER_AGENT_MAX_LENGTH, User
 from service.accounts.passwords import PasswordHasher
 from service.accounts.store import Authenticated
@@ -21,7 +22,7 @@ from service.accounts.tokens import (
 )
 from service.core.clock import Clock
 from service.core.context import bind_user
-from service.core.deps import ClockDep
+from service.core.deps import ClientIP, ClockDep, SettingsDep
 from service.errors import Unauthorized
 
 # auto_error=False: a missing token goes through Unauthorized, like every other 401.
@@ -87,7 +88,7 @@ async def authenticate_token(
     return found, datetime.fromtimestamp(claims["exp"], UTC)
 
 
-async def get_authenticated(
+async def get_current_session(
     token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
 ) -> Authenticated:
     """The user and session of a valid access token; 401 for any unusable token."""
@@ -95,12 +96,24 @@ async def get_authenticated(
     return found
 
 
-CurrentAuth = Annotated[Authenticated, Depends(get_authenticated)]
+# The caller's user and the id of the session (login) their access token belongs to.
+CurrentSession = Annotated[Authenticated, Depends(get_current_session)]
 
 
-async def get_current_user(auth: CurrentAuth) -> User:
-    """The user the bearer token belongs to (see get_authenticated)."""
-    return auth.user
+async def get_current_user(current: CurrentSession) -> User:
+    """The user the bearer token belongs to (see get_current_session)."""
+    return current.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) -> None:
+    """Count a signup attempt for the client IP; 429 past the limit.
+
+    A dependency, so that it runs before the body is validated: an invalid signup counts too.
+    """
+    await throttling.count_signup(settings=settings, ip=ip, now=clock())
+
+
+SignupLimit = Annotated[None, Depends(limit_signups)]

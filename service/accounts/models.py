@@ -18,7 +18,7 @@ class User(Document):
     lname: str
     hashed_password: str
     created_at: datetime = Field(default_factory=utc_now)
-    # How many live todos the user has: kept by crud.todos so MAX_TODOS_PER_USER is atomic.
+    # How many live todos the user has: kept by the todos store so MAX_TODOS_PER_USER is atomic.
     todo_count: int = 0
 
     class Settings:
@@ -37,7 +37,7 @@ REFRESH_HASHES_KEPT = 32
 class Session(Document):
     """One login: its refresh token (as a SHA-256 hash) and whether it still counts."""
 
-    # Random (security.new_session_id), not an ObjectId: clients send it, and ObjectIds of
+    # Random (tokens.new_session_id), not an ObjectId: clients send it, and ObjectIds of
     # other people's sessions could be guessed from ids created around them.
     id: str  # type: ignore[assignment]  # a string key instead of an ObjectId
     user_id: PydanticObjectId

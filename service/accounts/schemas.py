@@ -6,6 +6,7 @@ import unicodedata
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    MISSING,
     AfterValidator,
     BaseModel,
     ConfigDict,
@@ -237,16 +238,18 @@ class UserUpdate(InputModel):
         json_schema_extra={"dependentRequired": {"email": ["current_password"]}}
     )
 
-    fname: Name = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    lname: Name = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    email: Email = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    current_password: CurrentPassword = Field(  # type: ignore[assignment]  # None = not sent
-        default=None, description="Required when `email` is sent."
+    # MISSING, not None, for a field that wasn't sent: the schema then says "optional" without
+    # also admitting null, which the API refuses.
+    fname: Name | MISSING = MISSING
+    lname: Name | MISSING = MISSING
+    email: Email | MISSING = MISSING
+    current_password: CurrentPassword | MISSING = Field(
+        default=MISSING, description="Required when `email` is sent."
     )
 
     @model_validator(mode="after")
     def _email_needs_password(self) -> Self:
-        if "email" in self.model_fields_set and self.current_password is None:
+        if self.email is not MISSING and self.current_password is MISSING:
             raise ValueError("current_password is required to change the email")
         return self
 

@@ -5,6 +5,7 @@ timestamps: the TTL monitor removes expired sessions only about once a minute.
 """
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,10 +24,9 @@ from service.accounts.models import (
 )
 from service.core.budget import budgeted
 from service.core.clock import as_utc
+from service.core.store import update_then_read
 from service.db import supports_transactions
 from service.errors import Conflict
-from service.events.models import EventTicket
-from service.todos.models import IdempotencyKey, Todo
 
 
 @budgeted
@@ -39,12 +39,6 @@ async def create_user(*, email: str, fname: str, lname: str, hashed_password: st
     except DuplicateKeyError as exc:
         raise Conflict("Email already registered.") from exc
     return user
-
-
-@budgeted
-async def get_user(*, user_id: PydanticObjectId) -> User | None:
-    """The user with this id, if any."""
-    return await User.get(user_id)
 
 
 @budgeted
@@ -63,53 +57,44 @@ async def set_password_hash(*, user_id: PydanticObjectId, hashed_password: str) 
 async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> User | None:
     """Set `changes` (names, email); Conflict if the new email is taken, None if no such user."""
     try:
-        # update_one and a read, not find_one_and_update: SecantusDB's findAndModify scans
-        # the whole collection.
-        await User.get_pymongo_collection().update_one({"_id": user_id}, {"$set": changes})
+        _, stored = await update_then_read(
+            User.get_pymongo_collection(), {"_id": user_id}, {"$set": changes}
+        )
     except DuplicateKeyError as exc:
         raise Conflict("Email already registered.") from exc
-    return await User.get(user_id)
+    return None if stored is None else User.model_validate(stored)
+
+
+# A step of a multi-collection write: given the transaction's session, or None where the
+# server has no transactions.
+TransactionSteps = Callable[[AsyncClientSession | None], Awaitable[None]]
 
 
 @budgeted
-async def change_password(
-    *, user_id: PydanticObjectId, hashed_password: str, now: datetime
-) -> None:
-    """Store a new password hash, then revoke every session of the user."""
-    await set_password_hash(user_id=user_id, hashed_password=hashed_password)
-    await revoke_all_sessions(user_id=user_id, now=now)
-
-
-@budgeted
-async def delete_user(*, user_id: PydanticObjectId) -> None:
-    """Delete the user with everything of theirs; in a transaction where the server has them.
-
-    Sessions, event tickets, idempotency records (they hold a copy of each todo created with
-    a key), todos, then the user. Without transactions (a standalone server), sessions go
-    first, so the user's tokens stop working at once, and the user last, so an interrupted
-    deletion leaves an account that can log in and delete itself again rather than todos
-    nobody owns.
-    """
-    users = User.get_pymongo_collection()
-    database = users.database
-    steps = [
-        (Session.get_pymongo_collection(), {"user_id": user_id}),
-        (EventTicket.get_pymongo_collection(), {"owner_id": user_id}),
-        (IdempotencyKey.get_pymongo_collection(), {"owner_id": user_id}),
-        (Todo.get_pymongo_collection(), {"owner_id": user_id}),
-        (users, {"_id": user_id}),
-    ]
+async def in_transaction(steps: TransactionSteps) -> None:
+    """Run `steps` in one transaction where the server has them (a replica set or mongos);
+    on a standalone server, run them one by one with no session: their order must then leave
+    a consistent state wherever they stop."""
+    database = User.get_pymongo_collection().database
     if not await supports_transactions(database):
-        for collection, query in steps:
-            await collection.delete_many(query)
+        await steps(None)
         return
-
-    async def delete_all(session: AsyncClientSession) -> None:
-        for collection, query in steps:
-            await collection.delete_many(query, session=session)
-
     async with database.client.start_session() as session:
-        await session.with_transaction(delete_all)
+        await session.with_transaction(steps)
+
+
+@budgeted
+async def delete_user(*, user_id: PydanticObjectId, session: AsyncClientSession | None) -> None:
+    """Delete the user document (only: see service.delete_everything_of)."""
+    await User.get_pymongo_collection().delete_many({"_id": user_id}, session=session)
+
+
+@budgeted
+async def delete_sessions_of(
+    *, user_id: PydanticObjectId, session: AsyncClientSession | None
+) -> None:
+    """Delete every session of the user, active or not."""
+    await Session.get_pymongo_collection().delete_many({"user_id": user_id}, session=session)
 
 
 # A revoked session is kept this long at most (for reuse detection to answer 401 quietly,
@@ -223,11 +208,11 @@ async def rotate_refresh_token(
     """Swap the session's refresh hash for `new_hash` if `presented_hash` is the current one.
 
     The swap is one update with the current hash in its filter, so of two refreshes with one
-    token exactly one succeeds. (Not find_one_and_update: SecantusDB's findAndModify scans the
-    whole collection, ~330 ms at 20k sessions; update_one by _id takes ~1 ms.)
+    token exactly one succeeds.
     """
     collection = Session.get_pymongo_collection()
-    swapped = await collection.update_one(
+    swapped, found = await update_then_read(
+        collection,
         {"_id": session_id, "refresh_hash": presented_hash, **_active(now)},
         {
             "$set": {"refresh_hash": new_hash, "rotated_at": now, "last_used_at": now},
@@ -236,8 +221,8 @@ async def rotate_refresh_token(
             },
         },
     )
-    stored = await Session.get(session_id)
-    if swapped.matched_count == 1 and stored is not None:
+    stored = None if found is None else Session.model_validate(found)
+    if swapped and stored is not None:
         return RefreshResult(RefreshOutcome.ROTATED, stored)
     if stored is None or stored.revoked or as_utc(stored.expires_at) <= now:
         return RefreshResult(RefreshOutcome.INVALID)

@@ -1,19 +1,18 @@
-"""Throttling of logins, refreshes and signups: counters in MongoDB, limits from Settings."""
+"""The throttling rules: what is counted (password checks, refreshes, signups, email
+changes), per what (email, client IP, user), up to which limit of Settings, and the 429 past it.
+
+The counting itself, atomic and shared by every worker, is counters.py's.
+"""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
 
 from beanie import PydanticObjectId
-from fastapi import Depends
 
 from service.accounts import counters
-from service.accounts.deps import PasswordHasherDep
-from service.accounts.models import User
 from service.accounts.passwords import DUMMY_HASH, PasswordHasher
 from service.config import Settings
-from service.core.deps import ClientIP, ClockDep, SettingsDep
-from service.errors import BadRequest, TooManyRequests
+from service.errors import TooManyRequests
 
 LOGIN_EMAIL = "login-email"
 LOGIN_IP = "login-ip"
@@ -123,9 +122,8 @@ class RefreshThrottle:
         await counters.release(reserved=slot, now=self.now)
 
 
-async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) -> None:
+async def count_signup(*, settings: Settings, ip: str, now: datetime) -> None:
     """Count a signup attempt for the client IP; 429 past SIGNUP_MAX_PER_IP in the window."""
-    now = clock()
     count = await counters.hit(
         kind=SIGNUP_IP,
         subject=ip,
@@ -139,70 +137,23 @@ async def limit_signups(settings: SettingsDep, ip: ClientIP, clock: ClockDep) ->
         )
 
 
-SignupLimit = Annotated[None, Depends(limit_signups)]
-
-
-@dataclass(frozen=True, slots=True)
-class EmailChangeLimit:
-    """Email change attempts per user within EMAIL_CHANGE_WINDOW_SECONDS.
+async def count_email_change(
+    *, settings: Settings, user_id: PydanticObjectId, now: datetime
+) -> None:
+    """Count an email change attempt of the user (atomically, so parallel ones can't slip
+    past); 429 past EMAIL_CHANGE_MAX_PER_USER within EMAIL_CHANGE_WINDOW_SECONDS.
 
     A change to a taken address answers 409 (it can't pretend to succeed), which tells the
     caller that the address has an account: counting every attempt, before anything else is
     checked, bounds how many addresses one account can test.
     """
-
-    settings: Settings
-    now: datetime
-
-    async def __call__(self, user_id: PydanticObjectId) -> None:
-        """Count this attempt (atomically, so parallel ones can't slip past); 429 past the max."""
-        count = await counters.hit(
-            kind=EMAIL_CHANGE_USER,
-            subject=str(user_id),
-            now=self.now,
-            window=timedelta(seconds=self.settings.email_change_window_seconds),
+    count = await counters.hit(
+        kind=EMAIL_CHANGE_USER,
+        subject=str(user_id),
+        now=now,
+        window=timedelta(seconds=settings.email_change_window_seconds),
+    )
+    if count.hits > settings.email_change_max_per_user:
+        raise TooManyRequests(
+            "Too many email changes; try again later", retry_after=count.retry_after(now)
         )
-        if count.hits > self.settings.email_change_max_per_user:
-            raise TooManyRequests(
-                "Too many email changes; try again later", retry_after=count.retry_after(self.now)
-            )
-
-
-async def get_email_change_limit(settings: SettingsDep, clock: ClockDep) -> EmailChangeLimit:
-    return EmailChangeLimit(settings=settings, now=clock())
-
-
-EmailChangeLimitDep = Annotated[EmailChangeLimit, Depends(get_email_change_limit)]
-
-
-INCORRECT_PASSWORD = "Incorrect password"  # noqa: S105 -- an error message
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordCheck:
-    """Checks the current user's password where a route asks for it again."""
-
-    passwords: PasswordHasher
-    settings: Settings
-    ip: str
-    now: datetime
-
-    async def __call__(self, user: User, password: str) -> None:
-        """400 unless `password` is the user's. Attempts count like logins of the email (a
-        right password gives its count back), so that a stolen access token can't be used to
-        guess the password either."""
-        throttle = LoginThrottle(settings=self.settings, email=user.email, ip=self.ip, now=self.now)
-        valid, _ = await throttle.verify(
-            self.passwords, password, user.hashed_password, login=False
-        )
-        if not valid:
-            raise BadRequest(INCORRECT_PASSWORD)
-
-
-async def get_password_check(
-    passwords: PasswordHasherDep, settings: SettingsDep, ip: ClientIP, clock: ClockDep
-) -> PasswordCheck:
-    return PasswordCheck(passwords=passwords, settings=settings, ip=ip, now=clock())
-
-
-PasswordCheckDep = Annotated[PasswordCheck, Depends(get_password_check)]

@@ -9,7 +9,7 @@ from beanie import PydanticObjectId
 from httpx import AsyncClient, Response
 from pymongo.asynchronous.collection import AsyncCollection
 
-from service.accounts import store as account_store
+from service.accounts import service as account_service
 from service.accounts.models import Session, User
 from service.db import MongoDatabase, supports_transactions
 from service.events.models import EventTicket
@@ -342,7 +342,7 @@ async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
     monkeypatch.setattr(AsyncCollection, "delete_many", failing_on_users)
     user_id = PydanticObjectId(account.id)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        await account_store.delete_user(user_id=user_id)
+        await account_service.delete_everything_of(user_id=user_id)
     monkeypatch.undo()
     # Rolled back: what was deleted before the failure is all still there.
     assert await Session.find({"user_id": user_id}).count() == 1
