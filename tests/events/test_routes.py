@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from service.accounts.tokens import TokenSettings, create_access_token
 from service.app import create_app
 from service.config import Settings
-from service.events.routes import EventStreamResponse
+from service.events.sse import EventStreamResponse
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import EventReader, LiveServer, live_server
 from tests.mongomock_compat import mock_database
