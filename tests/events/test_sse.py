@@ -1,14 +1,24 @@
-"""The stream's end: the exit-signal hook, and the feed's tasks cancelled until they end."""
+"""How a stream ends: its release however the response ends, the exit-signal hook, and the
+feed's tasks cancelled until they end."""
 
 import asyncio
 import contextlib
 import signal
+from collections.abc import AsyncIterator
 from types import FrameType
+from typing import Any
 
+import pytest
 from beanie import PydanticObjectId
+from starlette.requests import ClientDisconnect
 
 from service.events.feed import Change, ChangeFeed, _cancel_until_done
-from service.events.sse import change_frame, sse_frame, streams_end_on_exit_signal
+from service.events.sse import (
+    EventStreamResponse,
+    change_frame,
+    sse_frame,
+    streams_end_on_exit_signal,
+)
 
 
 def test_a_frame_without_an_id_keeps_the_clients_last_event_id() -> None:
@@ -65,3 +75,23 @@ async def test_a_stop_cancelled_midway_still_ends_every_task() -> None:
     await asyncio.wait({stopping}, timeout=5)
     assert stopping.cancelled()  # the caller's cancellation is not swallowed...
     assert all(event.is_set() for event in ended)  # ...and nothing was left running
+
+
+async def test_a_response_that_never_starts_still_releases_its_stream() -> None:
+    released: list[bool] = []
+    started: list[bool] = []
+
+    async def body() -> AsyncIterator[str]:
+        started.append(True)
+        yield "event: ready\n\n"
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        raise OSError("the client is gone")
+
+    response = EventStreamResponse(body(), release=lambda: released.append(True))
+    with pytest.raises(ClientDisconnect):
+        await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+    assert (started, released) == ([], [True])
