@@ -297,7 +297,9 @@ class ChangeFeed:
                 with contextlib.suppress(PyMongoError):
                     await store.release_worker_slots(worker=self._worker)
         self._stream = self._session_stream = None
-        await _cancel_until_done(self._cleanups)
+        # Until none runs: a response released meanwhile may have started another.
+        while running := [task for task in self._cleanups if not task.done()]:
+            await _cancel_until_done(running)
         self.available = False
 
     def close_subscribers(self) -> None:
