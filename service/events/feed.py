@@ -288,19 +288,22 @@ class ChangeFeed:
         database calls share one deadline: nothing here waits for long, database down or not.
         """
         self.close_subscribers()
-        await _cancel_until_done(self._tasks)
-        self._tasks = []
-        with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-            for stream in (self._stream, self._session_stream):
-                await _close_quietly(stream)
-            if self.available:
-                with contextlib.suppress(PyMongoError):
-                    await store.release_worker_slots(worker=self._worker)
-        self._stream = self._session_stream = None
-        # Until none runs: a response released meanwhile may have started another.
-        while running := [task for task in self._cleanups if not task.done()]:
-            await _cancel_until_done(running)
-        self.available = False
+        try:
+            await _cancel_until_done(self._tasks)
+            self._tasks = []
+            with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                for stream in (self._stream, self._session_stream):
+                    await _close_quietly(stream)
+                if self.available:
+                    with contextlib.suppress(PyMongoError):
+                        await store.release_worker_slots(worker=self._worker)
+        finally:
+            # Even if the stop itself is cancelled; and until none runs: a response released
+            # meanwhile may have started another.
+            while running := [task for task in self._cleanups if not task.done()]:
+                await _cancel_until_done(running)
+            self._stream = self._session_stream = None
+            self.available = False
 
     def close_subscribers(self) -> None:
         """End every open event stream (on shutdown): clients reconnect with Last-Event-ID."""
