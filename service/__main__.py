@@ -9,7 +9,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,14 +21,6 @@ from service.db import DatabaseUnreachableError, create_client, wait_for_databas
 from service.embedded import EmbeddedDatabase, EmbeddedDatabaseError
 
 logger = logging.getLogger("service")
-
-
-class _Terminated(Exception):
-    """SIGTERM arrived before uvicorn took over signal handling."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
 
 
 def app_factory() -> FastAPI:
@@ -132,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         sys.exit(f"todo-service: invalid configuration: {messages}")
     configure_logging(settings.log_level)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM stops like Ctrl-C (KeyboardInterrupt) whenever uvicorn isn't handling it: before
+    # uvicorn starts (the embedded database is stopped on the way out), and after, when uvicorn
+    # raises the signal again once it has shut down.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     host = settings.host if args.host is None else args.host
     port = settings.port if args.port is None else args.port
     try:
@@ -140,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except (EmbeddedDatabaseError, DatabaseUnreachableError) as exc:
         logger.critical("%s", exc)  # one clear line, no traceback
         return 1
-    except (KeyboardInterrupt, _Terminated):
+    except KeyboardInterrupt:
         pass
     return 0
 

@@ -40,6 +40,7 @@ from service.errors import (
 )
 from service.events.feed import ChangeFeed
 from service.events.routes import router as events_router
+from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
 from service.todos import store as todo_store
 from service.todos.models import Todo
@@ -85,13 +86,13 @@ async def _started(state: AppState) -> AsyncIterator[None]:
     if dropped := await account_store.delete_legacy_sessions():
         logger.info("deleted %d sessions from before random session ids", dropped)
     # One change stream per worker process, shared by every event stream; closed on exit.
-    await state["feed"].start(
-        Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection()
-    )
+    feed = state["feed"]
+    await feed.start(Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection())
     try:
-        yield
+        with streams_end_on_exit_signal(feed):
+            yield
     finally:
-        await state["feed"].stop()
+        await feed.stop()
 
 
 def create_app(

@@ -46,7 +46,7 @@ def create_client(
 ) -> AsyncMongoClient[dict[str, Any]]:
     """A client for settings.mongodb_url; it connects lazily, on first use.
 
-    Requests run inside `pymongo.timeout()` (service/budget.py), which replaces the server
+    Requests run inside `pymongo.timeout()` (service/core/budget.py), which replaces the server
     selection and socket timeouts for them; these still bound everything else.
     """
     if settings.mongodb_url is None:
@@ -73,11 +73,7 @@ async def init_db(database: MongoDatabase) -> None:
 
 async def supports_transactions(database: MongoDatabase) -> bool:
     """Whether the server runs multi-document transactions (a replica set or mongos)."""
-    try:
-        hello = await database.command("hello")
-    except NotImplementedError:
-        # mongomock (the tests' in-process tier) has neither `hello` nor transactions.
-        return False
+    hello = await database.command("hello")
     return "setName" in hello or hello.get("msg") == "isdbgrid"
 
 

@@ -11,7 +11,12 @@ Usage::
     ...
     await db.client.close()
 
-Known mock-only limits (not shimmed): sessions/transactions, change streams, ``$text``,
+Where mongomock lacks a feature a standalone (non-replica-set) MongoDB server also lacks, it
+answers as that server does, so the service takes the same path on both: ``watch()`` fails
+with the server's error (no change streams: the live feed is unavailable), and ``hello``
+reports no replica set (no transactions).
+
+Known mock-only limits (not shimmed): sessions/transactions, ``$text``,
 ``$lookup`` with ``let``/``pipeline`` (so Beanie ``fetch_links`` over Link fields), other
 aggregation stages mongomock lacks, ``Database.aggregate``/``list_collections`` (still
 Motor-style), ``Collection.with_options`` (returns a sync mongomock collection), timeseries.
@@ -30,6 +35,7 @@ from mongomock_motor import (
 )
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 from pymongo.results import BulkWriteResult
 
 __all__ = ["mock_client", "mock_database"]
@@ -48,6 +54,25 @@ _CursorBase: Any = AsyncCursor
 _CommandCursorBase: Any = AsyncCommandCursor
 _BulkBuilderBase: Any = BulkOperationBuilder
 _MockCommandCursor: Any = CommandCursor
+
+# What a standalone mongod answers to a change stream.
+NO_CHANGE_STREAMS: _Doc = {
+    "ok": 0.0,
+    "errmsg": "The $changeStream stage is only supported on replica sets",
+    "code": 40573,
+    "codeName": "Location40573",
+}
+# ... and to `hello`: a writable primary, without the `setName` of a replica set member.
+STANDALONE_HELLO: _Doc = {
+    "isWritablePrimary": True,
+    "maxBsonObjectSize": 16 * 1024 * 1024,
+    "maxMessageSizeBytes": 48_000_000,
+    "maxWriteBatchSize": 100_000,
+    "minWireVersion": 0,
+    "maxWireVersion": 21,
+    "readOnly": False,
+    "ok": 1.0,
+}
 
 
 class _ToListMixin:
@@ -137,6 +162,13 @@ class _Collection(_CollectionBase):  # type: ignore[misc]
             request._add_to_bulk(bulk)
         return BulkWriteResult(bulk.execute(), True)
 
+    # mongomock has no change streams (mongomock-motor even resolves ``watch`` to a
+    # sub-collection): fail as a standalone server does.
+    async def watch(self, *args: Any, **kwargs: Any) -> Any:
+        raise OperationFailure(
+            NO_CHANGE_STREAMS["errmsg"], code=NO_CHANGE_STREAMS["code"], details=NO_CHANGE_STREAMS
+        )
+
 
 class _Database(_DatabaseBase):  # type: ignore[misc]
     # The base builds plain mongomock-motor collections; db[name] / db.name go through here.
@@ -151,6 +183,14 @@ class _Database(_DatabaseBase):  # type: ignore[misc]
     ) -> list[str]:
         names: list[str] = self.delegate.list_collection_names(filter=filter, session=session)
         return names
+
+    # mongomock implements neither ``hello`` nor ``isMaster``.
+    async def command(self, command: str | _Doc, *args: Any, **kwargs: Any) -> _Doc:
+        name = command if isinstance(command, str) else next(iter(command))
+        if name in {"hello", "isMaster", "ismaster"}:
+            return dict(STANDALONE_HELLO)
+        answer: _Doc = await super().command(command, *args, **kwargs)
+        return answer
 
 
 # No append_metadata() shim: init_beanie only calls it if callable, and mongomock-motor resolves

@@ -1,18 +1,16 @@
-"""Access to the change feed: by bearer token or by one-time ticket."""
+"""Access to the change feed: by bearer token, or by one-time ticket; the feed itself."""
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
-from beanie import PydanticObjectId
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from service.accounts.deps import BearerToken, TokenSettingsDep, authenticate_token
 from service.core.deps import ClockDep
 from service.core.store import id_of
 from service.errors import Unauthorized
 from service.events import store
-from service.events.feed import ChangeFeed
+from service.events.feed import RESUME_TOKEN_PATTERN, ChangeFeed
+from service.events.service import StreamAccess
 
 
 async def get_feed(request: Request) -> ChangeFeed:
@@ -23,20 +21,10 @@ async def get_feed(request: Request) -> ChangeFeed:
 FeedDep = Annotated[ChangeFeed, Depends(get_feed)]
 
 
-@dataclass(frozen=True, slots=True)
-class StreamAccess:
-    """Who may read a change feed stream, on which session, and until when (their access
-    token's expiry). Whether the session is still active is checked when the stream opens."""
-
-    user_id: PydanticObjectId
-    session_id: str
-    until: datetime
-
-
-async def get_token_access(
+async def get_bearer_access(
     token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
 ) -> StreamAccess:
-    """The current user and session, and when their access token expires (decoded once)."""
+    """The bearer token's user and session, until the token expires (one decode, one query)."""
     auth, until = await authenticate_token(token, tokens, clock)
     return StreamAccess(user_id=id_of(auth.user), session_id=auth.session_id, until=until)
 
@@ -44,7 +32,7 @@ async def get_token_access(
 TICKET_MAX_LENGTH = 128
 
 
-async def get_stream_access(
+async def get_ticket_or_bearer_access(
     token: BearerToken,
     tokens: TokenSettingsDep,
     clock: ClockDep,
@@ -56,9 +44,10 @@ async def get_stream_access(
         ),
     ] = None,
 ) -> StreamAccess:
-    """Access to the change feed: by a one-time ticket (EventSource) or a bearer token."""
+    """By a one-time ticket (EventSource can't send Authorization) if given, else by the
+    bearer token; the ticket is used up here."""
     if ticket is None:
-        return await get_token_access(token, tokens, clock)
+        return await get_bearer_access(token, tokens, clock)
     redeemed = await store.redeem_ticket(ticket=ticket)
     if redeemed is None:
         raise Unauthorized("Invalid, expired or already used ticket")
@@ -67,5 +56,15 @@ async def get_stream_access(
     )
 
 
-TokenAccess = Annotated[StreamAccess, Depends(get_token_access)]
-StreamAccessDep = Annotated[StreamAccess, Depends(get_stream_access)]
+# Who may get a ticket: a bearer token only.
+BearerAccess = Annotated[StreamAccess, Depends(get_bearer_access)]
+# Who may open a stream: a ticket, or a bearer token.
+TicketOrBearerAccess = Annotated[StreamAccess, Depends(get_ticket_or_bearer_access)]
+LastEventId = Annotated[
+    str | None,
+    Header(
+        max_length=1024,
+        description="Resume after this event (the `id` of the last event received).",
+        json_schema_extra={"pattern": RESUME_TOKEN_PATTERN},
+    ),
+]

@@ -17,15 +17,11 @@ The feed runs outside any request, so no per-request database time budget applie
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import re
 import secrets
-import signal
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Literal
 
 import pymongo
@@ -37,7 +33,6 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from service.core.clock import utc_now
 from service.events import store
-from service.events.schemas import RevokedEventData
 from service.events.store import SlotLease
 from service.todos.models import TODO_DEFAULTS
 from service.todos.schemas import TodoPublic, TodoTombstone
@@ -70,14 +65,13 @@ LEASE_RENEWAL_SECONDS = store.LEASE.total_seconds() / 3
 # Sessions are re-checked by query in chunks of this many ids (only after the session watch
 # had to reconnect: an $in of many ids is slow on SecantusDB).
 SESSION_CHECK_CHUNK = 100
-# On stop: how often to repeat the cancellation of the feed task, and how long closing the
-# change stream may take (with the database down it would wait a server selection timeout).
+# On stop: how often to repeat the cancellation of a background task, and how long closing
+# the change streams and freeing this worker's slots may take in all (with the database down,
+# each call would otherwise wait a server selection timeout).
 STOP_POLL_SECONDS = 0.1
 CLOSE_TIMEOUT_SECONDS = 1.0
-
-
-class FeedUnavailableError(Exception):
-    """The server can't do change streams (a standalone mongod, the mocked tier)."""
+# A best-effort call made in the background (freeing a slot, closing a catch-up) gives up after.
+CLEANUP_TIMEOUT_SECONDS = 5.0
 
 
 class InvalidResumeTokenError(ValueError):
@@ -109,23 +103,6 @@ class Change:
     owner_id: PydanticObjectId
     data: dict[str, Any]
     cluster_time: Timestamp | None = None
-
-    def frame(self) -> str:
-        """The server-sent-event frame of this change."""
-        return sse_frame(self.kind, self.token, json.dumps(self.data, separators=(",", ":")))
-
-
-def sse_frame(event: str, event_id: str | None, data: str) -> str:
-    """One server-sent event; without an `id` line the client keeps its last event id."""
-    id_line = "" if event_id is None else f"id: {event_id}\n"
-    return f"event: {event}\n{id_line}data: {data}\n\n"
-
-
-REVOKED_FRAME = sse_frame(
-    "revoked",
-    None,
-    RevokedEventData(detail="The session has ended: log in again").model_dump_json(),
-)
 
 
 def parse_resume_token(value: str) -> dict[str, str]:
@@ -234,8 +211,8 @@ class CatchUp:
         return bool(change.cluster_time <= self.last_time)
 
     async def close(self) -> None:
-        with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-            await self._stream.close()
+        with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+            await _close_quietly(self._stream)
 
 
 class ChangeFeed:
@@ -266,8 +243,11 @@ class ChangeFeed:
         # Fire-and-forget database calls (freeing a slot, closing a catch-up stream), made
         # outside the request that asked for them: a cancelled response can't cancel them.
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._signal_handlers: dict[int, Any] = {}
         self.available = False
+
+    @property
+    def max_streams_per_user(self) -> int:
+        return self._max_per_user
 
     @property
     def subscriber_count(self) -> int:
@@ -279,52 +259,51 @@ class ChangeFeed:
         *,
         sessions: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
-        """Watch `collection` (and `sessions`, for revocations); if the server can't, the
-        feed stays unavailable."""
+        """Watch `collection` (and `sessions`, for revocations); if the server can't (a
+        standalone server has no change streams), the feed stays unavailable."""
         self._collection = collection
         self._sessions = sessions
         try:
             self._stream = await self._open()
             if sessions is not None:
                 self._session_stream = await self._open_session_watch()
-        except (PyMongoError, NotImplementedError, AttributeError, TypeError) as exc:
+        except PyMongoError as exc:
             logger.warning("live change feed unavailable (no change streams): %s", exc)
-            if self._stream is not None:
-                with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-                    await self._stream.close()
-                self._stream = None
+            with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                await _close_quietly(self._stream)
+            self._stream = None
             return
         self.available = True
         self._token = self._stream.resume_token
-        # Run in an empty context: no request's settings (e.g. a time budget) leak into them.
-        self._tasks = [
-            asyncio.create_task(task, context=contextvars.Context())
-            for task in [self._run(), self._renew_leases()]
-        ]
+        loops = [self._run(), self._renew_leases()]
         if sessions is not None:
-            self._tasks.append(
-                asyncio.create_task(self._watch_sessions(), context=contextvars.Context())
-            )
-        self._install_signal_hook()
+            loops.append(self._watch_sessions())
+        self._tasks = [_in_empty_context(loop) for loop in loops]
 
     async def stop(self) -> None:
-        """Close every subscriber's stream and the change streams; free this worker's slots."""
-        self._remove_signal_hook()
+        """End every subscriber's stream and the feed's own tasks, close the change streams
+        and free this worker's slots; then end the cleanups still running.
+
+        Every task is cancelled until it has really ended (see _cancel_until_done), and the
+        database calls share one deadline: nothing here waits for long, database down or not.
+        """
         self.close_subscribers()
-        for task in self._tasks:
-            await _cancel_until_done(task)
-        self._tasks = []
-        for stream in (self._stream, self._session_stream):
-            if stream is not None:
-                with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-                    await stream.close()
-        self._stream = self._session_stream = None
-        if self.available:
-            with contextlib.suppress(PyMongoError), pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-                await store.release_worker_slots(worker=self._worker)
-        for cleanup in list(self._cleanups):
-            cleanup.cancel()
-        self.available = False
+        try:
+            await _cancel_until_done(self._tasks)
+            self._tasks = []
+            with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+                for stream in (self._stream, self._session_stream):
+                    await _close_quietly(stream)
+                if self.available:
+                    with contextlib.suppress(PyMongoError):
+                        await store.release_worker_slots(worker=self._worker)
+        finally:
+            # Even if the stop itself is cancelled; and until none runs: a response released
+            # meanwhile may have started another.
+            while running := [task for task in self._cleanups if not task.done()]:
+                await _cancel_until_done(running)
+            self._stream = self._session_stream = None
+            self.available = False
 
     def close_subscribers(self) -> None:
         """End every open event stream (on shutdown): clients reconnect with Last-Event-ID."""
@@ -405,14 +384,13 @@ class ChangeFeed:
         can't use) and ResumeTokenTooOldError (its history is gone) come before any answer.
         """
         token = parse_resume_token(last_event_id)
-        if self._collection is None:
-            raise FeedUnavailableError
+        collection = self._watched(self._collection)
         pipeline: list[dict[str, Any]] = [
             _OPERATIONS,
             {"$match": {"fullDocument.owner_id": owner_id}},
         ]
         try:
-            stream = await self._collection.watch(
+            stream = await collection.watch(
                 pipeline,
                 full_document="updateLookup",
                 resume_after=token,
@@ -430,10 +408,16 @@ class ChangeFeed:
             raise
         return CatchUp(stream, first, owner_id=owner_id, limit=self._catch_up_limit)
 
+    @staticmethod
+    def _watched(
+        collection: AsyncCollection[dict[str, Any]] | None,
+    ) -> AsyncCollection[dict[str, Any]]:
+        if collection is None:
+            raise RuntimeError("the change feed was not started")
+        return collection
+
     async def _open(self) -> AsyncChangeStream[dict[str, Any]]:
-        if self._collection is None:
-            raise FeedUnavailableError
-        return await self._collection.watch(
+        return await self._watched(self._collection).watch(
             [_OPERATIONS],
             full_document="updateLookup",
             resume_after=self._token,
@@ -448,9 +432,7 @@ class ChangeFeed:
                 event = await self._stream.try_next()
             except PyMongoError as exc:
                 logger.warning("change stream failed, resuming in %ss: %s", RETRY_DELAY, exc)
-                if self._stream is not None:
-                    with contextlib.suppress(PyMongoError):
-                        await self._stream.close()
+                await _close_quietly(self._stream)
                 self._stream = None
                 await asyncio.sleep(RETRY_DELAY)
                 continue
@@ -490,9 +472,7 @@ class ChangeFeed:
             subscription.queue.put_nowait(None)
 
     async def _open_session_watch(self) -> AsyncChangeStream[dict[str, Any]]:
-        if self._sessions is None:
-            raise FeedUnavailableError
-        return await self._sessions.watch([_SESSION_ENDS], max_await_time_ms=500)
+        return await self._watched(self._sessions).watch([_SESSION_ENDS], max_await_time_ms=500)
 
     async def _watch_sessions(self) -> None:
         """End the streams of each session revoked or deleted, on whichever worker it was."""
@@ -509,9 +489,7 @@ class ChangeFeed:
                 event = await self._session_stream.try_next()
             except PyMongoError as exc:
                 logger.warning("session watch failed, resuming in %ss: %s", RETRY_DELAY, exc)
-                if self._session_stream is not None:
-                    with contextlib.suppress(PyMongoError):
-                        await self._session_stream.close()
+                await _close_quietly(self._session_stream)
                 self._session_stream = None
                 await asyncio.sleep(RETRY_DELAY)
                 continue
@@ -546,37 +524,9 @@ class ChangeFeed:
                 logger.warning("could not renew the feed's stream slots: %s", exc)
 
     def _in_background(self, call: Awaitable[None]) -> None:
-        task = asyncio.create_task(_quietly(call), context=contextvars.Context())
+        task = _in_empty_context(_quietly(call))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
-
-    # uvicorn waits for open responses before running the lifespan's shutdown, and event
-    # streams never end by themselves: on SIGINT/SIGTERM, close them first, then let uvicorn's
-    # own handler run.
-    def _install_signal_hook(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(signum)
-            if not callable(previous):
-                continue
-            self._signal_handlers[signum] = previous
-            signal.signal(signum, self._on_signal(loop, previous))
-
-    def _on_signal(
-        self, loop: asyncio.AbstractEventLoop, previous: Callable[[int, FrameType | None], Any]
-    ) -> Callable[[int, FrameType | None], None]:
-        def handler(signum: int, frame: FrameType | None) -> None:
-            loop.call_soon_threadsafe(self.close_subscribers)
-            previous(signum, frame)
-
-        return handler
-
-    def _remove_signal_hook(self) -> None:
-        for signum, previous in self._signal_handlers.items():
-            signal.signal(signum, previous)
-        self._signal_handlers.clear()
 
 
 def _resume_error(exc: OperationFailure) -> Exception:
@@ -586,26 +536,50 @@ def _resume_error(exc: OperationFailure) -> Exception:
     return InvalidResumeTokenError(str(exc))
 
 
+def _in_empty_context(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A background task in an empty context: no request's settings (its database time
+    budget, its request id) leak into it."""
+    return asyncio.create_task(coroutine, context=contextvars.Context())
+
+
 async def _quietly(call: Awaitable[None]) -> None:
     """Run a best-effort database call; a failure is logged, not raised."""
     try:
-        with pymongo.timeout(CLOSE_TIMEOUT_SECONDS * 5):
+        with pymongo.timeout(CLEANUP_TIMEOUT_SECONDS):
             await call
     except PyMongoError as exc:
         logger.warning("feed cleanup failed: %s", exc)
 
 
-async def _cancel_until_done(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait for it to end, cancelling again for as long as it runs.
+async def _close_quietly(stream: AsyncChangeStream[dict[str, Any]] | None) -> None:
+    """Close a change stream, if any; a failure to (the database is down, say) is ignored."""
+    if stream is not None:
+        with contextlib.suppress(PyMongoError):
+            await stream.close()
+
+
+async def _cancel_until_done(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait for them to end, cancelling again for as long as any runs.
 
     One cancellation can get lost inside pymongo: on Python 3.11, asyncio.wait_for (which
     pymongo uses to send a command and in its server selection loop) swallows a cancellation
     that arrives just as what it waits for completes. With the database down, the command then
-    fails, `_run` takes that for a failed stream and resumes: the task would run, and the
-    shutdown wait, forever.
+    fails, `_run` takes that for a failed stream and resumes: the task would run, and a
+    shutdown waiting for it, forever. If the caller is itself cancelled meanwhile, the tasks
+    are still seen to their end first: left running, they would outlive the app.
     """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    interrupted: asyncio.CancelledError | None = None
+    while pending:
+        for task in pending:
+            task.cancel()
+        try:
+            _, pending = await asyncio.wait(pending, timeout=STOP_POLL_SECONDS)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("feed task %s had failed", task.get_name(), exc_info=error)
+    if interrupted is not None:
+        raise interrupted

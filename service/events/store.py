@@ -1,4 +1,4 @@
-"""Every database query of the change feed: one-time tickets and stream slots.
+"""Every database query of the change feed: one-time tickets, stream slots, the session check.
 
 Tickets exist because browsers' EventSource can't send Authorization.
 
@@ -18,12 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from service.accounts.models import Session
 from service.core.budget import budgeted
 from service.core.clock import as_utc, utc_now
 from service.events.models import EventTicket, FeedStreamSlot
+
+# ---- one-time tickets ----
 
 TICKET_LIFETIME = timedelta(seconds=60)
 
@@ -52,7 +55,11 @@ async def create_ticket(
 async def redeem_ticket(*, ticket: str) -> EventTicket | None:
     """The ticket's record, deleted in the same operation so it works once; None if unusable.
 
-    Whether its session is still active is for the caller to check (store.active_sessions).
+    Whether its session is still active is for the caller to check (session_expiry).
+
+    findAndModify, although SecantusDB's scans the collection (see core.store.update_then_read):
+    this one holds only tickets of the last TICKET_LIFETIME (a TTL index removes the rest), so
+    the scan is short, and one operation is what makes a ticket usable once.
     """
     raw = await EventTicket.get_pymongo_collection().find_one_and_delete(
         # Tickets from before sessions were recorded on them are unusable.
@@ -64,6 +71,16 @@ async def redeem_ticket(*, ticket: str) -> EventTicket | None:
     )
     return None if raw is None else EventTicket.model_validate(raw)
 
+
+@budgeted
+async def delete_tickets_of(
+    *, owner_id: PydanticObjectId, session: AsyncClientSession | None
+) -> None:
+    """Delete every ticket of the owner; in `session`'s transaction if given."""
+    await EventTicket.get_pymongo_collection().delete_many({"owner_id": owner_id}, session=session)
+
+
+# ---- stream slots ----
 
 LEASE = timedelta(seconds=60)
 
@@ -144,6 +161,9 @@ async def release_slot(*, slot: SlotLease) -> None:
 async def release_worker_slots(*, worker: str) -> None:
     """Free every slot `worker` holds (on shutdown)."""
     await FeedStreamSlot.get_pymongo_collection().delete_many({"worker": worker})
+
+
+# ---- the session a stream runs on ----
 
 
 @budgeted

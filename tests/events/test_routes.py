@@ -15,12 +15,10 @@ import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
-from starlette.requests import ClientDisconnect
 
 from service.accounts.tokens import TokenSettings, create_access_token
 from service.app import create_app
 from service.config import Settings
-from service.events.routes import EventStreamResponse
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import EventReader, LiveServer, live_server
 from tests.mongomock_compat import mock_database
@@ -506,23 +504,3 @@ async def test_without_change_streams_the_feed_is_503(settings: Settings) -> Non
         assert "change streams" in response.json()["detail"]
         ticket = await client.post("/api/todos/events/ticket", headers=user.headers)
         assert ticket.status_code == 201
-
-
-async def test_a_response_that_never_starts_still_releases_its_stream() -> None:
-    released: list[bool] = []
-    started: list[bool] = []
-
-    async def body() -> AsyncIterator[str]:
-        started.append(True)
-        yield "event: ready\n\n"
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        raise OSError("the client is gone")
-
-    response = EventStreamResponse(body(), release=lambda: released.append(True))
-    with pytest.raises(ClientDisconnect):
-        await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
-    assert (started, released) == ([], [True])
