@@ -206,8 +206,9 @@ class _Client(_ClientBase):  # type: ignore[misc]
 
 
 def mock_client() -> AsyncMongoClient[_Doc]:
-    """A fresh, isolated in-memory client (no data shared with other calls)."""
-    return cast(AsyncMongoClient[_Doc], _Client())
+    """A fresh, isolated in-memory client (no data shared with other calls); like the service's
+    own client, it reads datetimes back timezone-aware (UTC)."""
+    return cast(AsyncMongoClient[_Doc], _Client(tz_aware=True))
 
 
 def mock_database(name: str = "test") -> AsyncDatabase[_Doc]:

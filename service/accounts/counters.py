@@ -19,7 +19,6 @@ from pymongo.errors import DuplicateKeyError
 
 from service.accounts.models import ThrottleCounter
 from service.core.budget import budgeted
-from service.core.clock import as_utc
 from service.core.store import StoredDocument, update_then_read
 
 # Each round either finds a live window or opens one; losing the race to open it twice in a
@@ -39,7 +38,7 @@ class Count:
 
     def retry_after(self, now: datetime) -> int:
         """Whole seconds until the window closes, at least 1."""
-        return max(1, math.ceil((as_utc(self.expires_at) - now).total_seconds()))
+        return max(1, math.ceil((self.expires_at - now).total_seconds()))
 
 
 def _counters() -> AsyncCollection[StoredDocument]:

@@ -23,7 +23,6 @@ from service.accounts.models import (
     User,
 )
 from service.core.budget import budgeted
-from service.core.clock import as_utc
 from service.core.store import update_then_read
 from service.db import supports_transactions
 from service.errors import Conflict
@@ -224,7 +223,7 @@ async def rotate_refresh_token(
     stored = None if found is None else Session.model_validate(found)
     if swapped and stored is not None:
         return RefreshResult(RefreshOutcome.ROTATED, stored)
-    if stored is None or stored.revoked or as_utc(stored.expires_at) <= now:
+    if stored is None or stored.revoked or stored.expires_at <= now:
         return RefreshResult(RefreshOutcome.INVALID)
     if presented_hash not in stored.previous_hashes:
         # Not a token this session issued: made up by someone who knows (or guessed) its id.
@@ -233,7 +232,7 @@ async def rotate_refresh_token(
         grace > timedelta(0)
         and stored.previous_hashes[-1] == presented_hash
         and stored.rotated_at is not None
-        and now - as_utc(stored.rotated_at) <= grace
+        and now - stored.rotated_at <= grace
     ):
         return RefreshResult(RefreshOutcome.RACED)
     # A token this session has already rotated away: whoever holds it (the thief or the

@@ -15,5 +15,5 @@ Clock = Callable[[], datetime]
 
 
 def as_utc(value: datetime) -> datetime:
-    """`value` as aware UTC: a client without tz_aware (or mongomock) returns naive UTC."""
+    """`value` in UTC; a naive value is taken as UTC (what MongoDB stores)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -23,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 
 from service.accounts.models import Session
 from service.core.budget import budgeted
-from service.core.clock import as_utc, utc_now
+from service.core.clock import utc_now
 from service.events.models import EventTicket, FeedStreamSlot
 
 # ---- one-time tickets ----
@@ -188,7 +188,8 @@ async def session_expiry(
     found = await cursor.to_list(1)
     if not found or not found[0]["u"]:
         return None
-    return as_utc(found[0]["expires_at"])
+    expires_at: datetime = found[0]["expires_at"]
+    return expires_at
 
 
 @budgeted
