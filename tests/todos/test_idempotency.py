@@ -151,3 +151,32 @@ async def test_a_claim_abandoned_by_a_dead_request_is_taken_over(
     replay = await post(client, alice, {"text": "x"})
     assert replay.json() == response.json()
     assert await count(alice) == 1
+
+
+async def test_a_record_stored_with_its_status_and_location_still_replays(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    """Records written before status_code and location were derived hold both: a retry
+    replays them as ever."""
+    first = await post(client, alice, {"text": "x"})
+    await IdempotencyKey.get_pymongo_collection().update_many(
+        {}, {"$set": {"status_code": 201, "location": first.headers["location"]}}
+    )
+    retry = await post(client, alice, {"text": "x"})
+    assert retry.status_code == 201
+    assert retry.json() == first.json()
+    assert retry.headers["location"] == first.headers["location"]
+    assert retry.headers["etag"] == first.headers["etag"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert await count(alice) == 1
+
+
+async def test_a_record_holds_the_answer_but_not_what_follows_from_it(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    first = await post(client, alice, {"text": "x"})
+    record = await IdempotencyKey.get_pymongo_collection().find_one({})
+    assert record is not None
+    assert record["response_body"] == first.json()
+    assert "status_code" not in record
+    assert "location" not in record
