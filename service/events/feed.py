@@ -34,7 +34,6 @@ from pymongo.errors import OperationFailure, PyMongoError
 from service.core.clock import utc_now
 from service.events import store
 from service.events.store import SlotLease
-from service.todos.models import TODO_DEFAULTS
 from service.todos.schemas import TodoPublic, TodoTombstone
 
 logger = logging.getLogger(__name__)
@@ -122,24 +121,20 @@ def to_change(event: dict[str, Any]) -> Change | None:
     document = event.get("fullDocument")
     if document is None:
         return None  # removed since (a tombstone's TTL): nothing left to report
-    # Read as stored (no Todo built and dumped again): fields it lacks take the defaults.
-    stored = {**TODO_DEFAULTS, **document}
-    owner_id = PydanticObjectId(stored["owner_id"])
+    owner_id = PydanticObjectId(document["owner_id"])
     updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
     token = event["_id"]["_data"]
     cluster_time = event.get("clusterTime")
     if updated.get("deleted_at") is not None:
-        tombstone = TodoTombstone(
-            id=str(stored["_id"]),
-            deleted_at=updated["deleted_at"],
-            version=updated.get("version", stored["version"]),
-        )
+        # The deletion's own deleted_at and version, over a post-image that may be later.
+        tombstone = TodoTombstone.from_stored({**document, **updated})
         data = tombstone.model_dump(mode="json")
         return Change("deleted", token, owner_id, data, cluster_time)
-    if stored["deleted_at"] is not None:
+    if document.get("deleted_at") is not None:
         return None
     kind: EventKind = "created" if event["operationType"] == "insert" else "updated"
-    data = TodoPublic.from_stored(stored).model_dump(mode="json")
+    # Read as stored (no Todo built and dumped again); from_stored fills in what it lacks.
+    data = TodoPublic.from_stored(document).model_dump(mode="json")
     return Change(kind, token, owner_id, data, cluster_time)
 
 

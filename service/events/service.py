@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from beanie import PydanticObjectId
-from pymongo.asynchronous.client_session import AsyncClientSession
 
 from service.core.clock import Clock
 from service.errors import BadRequest, Gone, ServiceUnavailable, TooManyRequests, Unauthorized
@@ -105,9 +104,6 @@ async def open_stream(
     )
 
 
-async def delete_tickets_of(
-    *, owner_id: PydanticObjectId, session: AsyncClientSession | None
-) -> None:
-    """Delete every stream ticket of the owner (account deletion); in `session`'s transaction
-    if given."""
-    await store.delete_tickets_of(owner_id=owner_id, session=session)
+# Called by accounts: account deletion (accounts/service.delete_everything_of) removes the
+# owner's tickets in its transaction.
+delete_tickets_of = store.delete_tickets_of

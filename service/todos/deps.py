@@ -16,7 +16,8 @@ from service.todos.etags import (
     check_condition,
     if_match_versions,
 )
-from service.todos.models import Todo
+from service.todos.models import StoredTodo
+from service.todos.service import TODO_NOT_FOUND
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 
@@ -30,15 +31,15 @@ async def get_todo_id(
 TodoId = Annotated[PydanticObjectId, Depends(get_todo_id)]
 
 
-async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> Todo:
+async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> StoredTodo:
     """The current user's todo; 404 for anyone else's, so their ids aren't revealed."""
     todo = await store.get_todo(owner_id=id_of(user), todo_id=todo_id)
     if todo is None:
-        raise NotFound("Todo not found")
+        raise NotFound(TODO_NOT_FOUND)
     return todo
 
 
-OwnedTodo = Annotated[Todo, Depends(get_owned_todo)]
+OwnedTodo = Annotated[StoredTodo, Depends(get_owned_todo)]
 
 ETAG_HEADER_MAX_LENGTH = 2048
 MALFORMED_CONDITION = '{} must be * or a comma-separated list of entity tags ("3" or W/"3")'

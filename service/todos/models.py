@@ -37,8 +37,9 @@ class Todo(Document):
     class Settings:
         name = "todos"
         # One index per listing order, each starting with the equality fields every listing
-        # has (owner_id, and deleted_at: null for live todos); the README says which query each
-        # serves (service/crud/todos.py SORT_INDEXES maps each listing order to its index).
+        # has (owner_id, and deleted_at: null for live todos); docs/database.md says which
+        # query each serves (listing.sort_keys gives each listing order; tests/todos/
+        # test_listing.py checks that each is served by its index).
         indexes: ClassVar[list[pymongo.IndexModel]] = [
             pymongo.IndexModel(
                 [("owner_id", ASC), ("deleted_at", ASC), ("_id", DESC)],
@@ -90,9 +91,11 @@ class IdempotencyKey(Document):
     request_hash: str
     # Chosen before the todo is inserted, so a retry after a crash can't create a second one.
     todo_id: PydanticObjectId
-    status_code: int | None = None
+    # The created todo as the API returned it; None while the first request is running.
+    # Records written by earlier versions also hold `status_code` (always 201) and `location`
+    # (always the todo's path): both follow from the todo, so they are no longer written, and
+    # reading ignores them.
     response_body: dict[str, Any] | None = None
-    location: str | None = None
     created_at: datetime = Field(default_factory=utc_now)
 
     class Settings:

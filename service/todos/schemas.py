@@ -1,6 +1,7 @@
 """What todos send and receive over the wire."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -13,6 +14,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from service.core.pagination import CURSOR_PATTERN
 from service.core.schemas import NOT_BLANK, InputModel, UtcDatetime, trim
 from service.todos.dates import (
     DUE_DATE_PATTERN,
@@ -21,7 +23,7 @@ from service.todos.dates import (
     due_instant,
     parse_instant,
 )
-from service.todos.models import TODO_DEFAULTS, StoredTodo, Todo
+from service.todos.models import TODO_DEFAULTS, StoredTodo
 
 TODO_TEXT_MAX_LENGTH = 1000
 TODO_NOTES_MAX_LENGTH = 8192
@@ -134,6 +136,74 @@ Instant = Annotated[
 ]
 
 
+class TodoSort(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DUE = "due"
+    PRIORITY = "priority"
+
+
+class SortOrder(StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+DueBound = Annotated[Due | None, Field(description=f"{DUE_RULES} A date means its midnight UTC.")]
+# The pattern is documented but checked by decode_cursor, so that a bad cursor is a 400 like
+# any other unusable cursor, not a 422.
+Cursor = Annotated[str, Field(json_schema_extra={"pattern": CURSOR_PATTERN})]
+
+
+class TodoQuery(BaseModel):
+    """The query of GET /api/todos: a page of a filtered, sorted listing, or delta sync.
+
+    Not an InputModel: query strings are text to coerce (`true`, `5`), and unknown query
+    parameters are ignored, as they are for every other route.
+    """
+
+    completed: Annotated[bool | None, Field(description="Only completed (or open) todos.")] = None
+    tag: Annotated[
+        list[Tag] | None,
+        Field(
+            max_length=MAX_TAGS, description="Only todos with this tag; repeat for all of several."
+        ),
+    ] = None
+    q: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=SEARCH_MAX_LENGTH,
+            description="Case-insensitive substring of text or notes, taken literally.",
+        ),
+    ] = None
+    due_before: DueBound = None
+    due_after: DueBound = None
+    priority: Annotated[int | None, Field(ge=0, le=PRIORITY_MAX)] = None
+    sort: Annotated[TodoSort | None, Field(description="Default `created`.")] = None
+    order: Annotated[SortOrder | None, Field(description="Default `desc`.")] = None
+    updated_since: Annotated[
+        Instant | None,
+        Field(
+            description=(
+                "Delta sync: only todos changed after this instant, in update order, "
+                "up to the answer's `watermark`. A datetime with an offset, as for `due`."
+            )
+        ),
+    ] = None
+    include_deleted: Annotated[
+        bool, Field(description="With `updated_since`: also report deleted todos.")
+    ] = False
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    cursor: Annotated[
+        Cursor | None,
+        Field(
+            description=(
+                "`next_cursor` of the previous page; only valid with the same filters and sort."
+            ),
+        ),
+    ] = None
+
+
 class TodoCreate(InputModel):
     text: TodoText
     notes: TodoNotes = ""
@@ -149,16 +219,22 @@ class TodoReplace(TodoCreate):
     completed: bool
 
 
+def _not_sent() -> Any:
+    """The value of a TodoUpdate field the request didn't send (model_dump skips it)."""
+    return None
+
+
 class TodoUpdate(InputModel):
     """A partial update: only the fields sent change. `null` is a value only for `due`."""
 
-    # Typed without None and defaulted through Field (defaults aren't validated), so the
-    # schema says "optional, but never null"; read it with model_dump(exclude_unset=True).
-    text: TodoText = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    completed: bool = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    notes: TodoNotes = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    priority: Priority = Field(default=None)  # type: ignore[assignment]  # None = not sent
-    tags: Tags = Field(default=None)  # type: ignore[arg-type]  # None = not sent
+    # Typed without None and defaulted by a factory (defaults aren't validated, and a factory's
+    # isn't typed against the field), so the schema says "optional, but never null"; read it
+    # with model_dump(exclude_unset=True).
+    text: TodoText = Field(default_factory=_not_sent)
+    completed: bool = Field(default_factory=_not_sent)
+    notes: TodoNotes = Field(default_factory=_not_sent)
+    priority: Priority = Field(default_factory=_not_sent)
+    tags: Tags = Field(default_factory=_not_sent)
     # `null` clears the due.
     due: Due | None = None
 
@@ -175,10 +251,6 @@ class TodoPublic(BaseModel):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     version: int
-
-    @classmethod
-    def from_document(cls, todo: Todo) -> Self:
-        return cls.from_stored(todo.model_dump(by_alias=True))
 
     @classmethod
     def from_stored(cls, stored: StoredTodo) -> Self:

@@ -10,7 +10,8 @@ from service.accounts import store as account_store
 from service.core.budget import BUDGET_MARKER, RequestBudget, budgeted, request_budget
 from service.events import store as event_store
 from service.health import store as health_store
-from service.todos import idempotency
+from service.todos import idempotency, listing
+from service.todos import service as todo_service
 from service.todos import store as todo_store
 
 
@@ -83,7 +84,16 @@ async def test_without_a_request_budget_calls_run_unbounded() -> None:
 
 def test_every_store_function_declares_its_budget() -> None:
     """New store functions must be @budgeted (or @unbudgeted: waits that are not database time)."""
-    for module in (account_store, counters, todo_store, idempotency, event_store, health_store):
+    for module in (
+        account_store,
+        counters,
+        todo_store,
+        listing,
+        todo_service,
+        idempotency,
+        event_store,
+        health_store,
+    ):
         for name, function in inspect.getmembers(module, inspect.iscoroutinefunction):
             if name.startswith("_") or function.__module__ != module.__name__:
                 continue

@@ -25,16 +25,21 @@ async def count(user: UserAccount) -> int:
     return await Todo.find({"owner_id": ObjectId(user.id)}).count()
 
 
-async def test_a_retry_replays_the_first_answer(client: AsyncClient, alice: UserAccount) -> None:
-    first = await post(client, alice, {"text": "pay rent", "tags": ["home"]})
-    assert first.status_code == 201
-    assert "idempotent-replayed" not in first.headers
-    retry = await post(client, alice, {"text": "pay rent", "tags": ["home"]})
+def assert_replays(first: Response, retry: Response) -> None:
+    """`retry` is the answer to `first`, replayed: the same status, body and headers."""
     assert retry.status_code == 201
     assert retry.json() == first.json()
     assert retry.headers["location"] == first.headers["location"]
     assert retry.headers["etag"] == first.headers["etag"]
     assert retry.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_retry_replays_the_first_answer(client: AsyncClient, alice: UserAccount) -> None:
+    first = await post(client, alice, {"text": "pay rent", "tags": ["home"]})
+    assert first.status_code == 201
+    assert "idempotent-replayed" not in first.headers
+    retry = await post(client, alice, {"text": "pay rent", "tags": ["home"]})
+    assert_replays(first, retry)
     assert await count(alice) == 1
     read = await client.get(first.headers["location"], headers=alice.headers)
     assert read.json() == first.json()
@@ -151,3 +156,27 @@ async def test_a_claim_abandoned_by_a_dead_request_is_taken_over(
     replay = await post(client, alice, {"text": "x"})
     assert replay.json() == response.json()
     assert await count(alice) == 1
+
+
+async def test_a_record_stored_with_its_status_and_location_still_replays(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    """Records written before status_code and location were derived hold both: a retry
+    replays them as ever."""
+    first = await post(client, alice, {"text": "x"})
+    await IdempotencyKey.get_pymongo_collection().update_many(
+        {}, {"$set": {"status_code": 201, "location": first.headers["location"]}}
+    )
+    assert_replays(first, await post(client, alice, {"text": "x"}))
+    assert await count(alice) == 1
+
+
+async def test_a_record_holds_the_answer_but_not_what_follows_from_it(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    first = await post(client, alice, {"text": "x"})
+    record = await IdempotencyKey.get_pymongo_collection().find_one({})
+    assert record is not None
+    assert record["response_body"] == first.json()
+    assert "status_code" not in record
+    assert "location" not in record

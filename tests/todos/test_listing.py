@@ -8,15 +8,9 @@ from beanie import PydanticObjectId
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from service.todos.listing import TodoFilters, list_query, sort_keys
 from service.todos.models import Todo
-from service.todos.store import (
-    SORT_INDEXES,
-    SortOrder,
-    TodoFilters,
-    TodoSort,
-    list_query,
-    sort_keys,
-)
+from service.todos.schemas import SortOrder, TodoSort
 from tests.utils import UserAccount, create_todo
 
 Params = dict[str, Any]
@@ -301,6 +295,14 @@ async def test_the_cursor_pattern_is_documented(app: FastAPI) -> None:
 
 
 # ---- indexes ----
+
+# The index meant to serve each listing order (listings pass no hint: see listing.sort_keys).
+SORT_INDEXES = {
+    TodoSort.CREATED: "todos_live_by_created",
+    TodoSort.UPDATED: "todos_live_by_updated",
+    TodoSort.DUE: "todos_live_by_due",
+    TodoSort.PRIORITY: "todos_live_by_priority",
+}
 
 
 def _stages(plan: dict[str, Any]) -> list[dict[str, Any]]:
