@@ -94,3 +94,33 @@ def test_a_default_in_the_settings_table_is_the_settings_default(
         field = Settings.model_fields[name.lower()]
         assert field.annotation is not None
         assert TypeAdapter(field.annotation).validate_python(default) == field.default, name
+
+
+def mapped_files() -> set[str]:
+    """The service modules the README's map of the code names (`a.py, b.py` rows too)."""
+    block = section("Map of the code").split("```")[1]
+    files: set[str] = set()
+    package = ""
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if indent not in (2, 4) or line.strip() == "":
+            continue  # the root, other trees, and continued descriptions
+        names = line.strip().split("  ")[0]
+        if names.endswith("/"):
+            package = names if indent == 2 else package
+            continue
+        prefix = package if indent == 4 else ""
+        files.update(prefix + name.strip() for name in names.split(","))
+    return files
+
+
+def test_the_map_of_the_code_names_every_module_and_only_those() -> None:
+    service = README.parent / "service"
+    modules = {
+        str(path.relative_to(service))
+        for path in service.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    mapped = mapped_files()
+    assert modules - mapped == set(), "modules missing from the README's map"
+    assert mapped - modules == set(), "the README's map names modules that don't exist"
