@@ -13,9 +13,14 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
 from pymongo import AsyncMongoClient
 from starlette.types import ASGIApp
 
+from service import security
+from service.api import throttling
 from service.config import Environment, Settings
 from service.db import MongoDatabase
 from service.embedded import EmbeddedDatabase
@@ -26,12 +31,32 @@ from tests.utils import FakeClock, client_at
 TEST_SECRET_KEY = "test-secret-key-" + "0123456789abcdef" * 4  # 80 bytes: fine for HS512 too
 TIERS = ["mock", "wire"]
 
+# Argon2id as production runs it (64 MiB, t=3) costs 0.1-0.3 s a hash, and almost every test
+# signs up and logs in: that was most of the suite's time. The same Argon2id code path with the
+# smallest memory and time costs hashes in ~0.1 ms. Tests of hashing itself (parameters, the
+# bcrypt and outdated-hash upgrades, the unknown-email timing equalisation) and every test of a
+# service in a child process keep the production hasher: mark them `production_hasher`.
+TEST_PASSWORD_HASH = PasswordHash(
+    (Argon2Hasher(parallelism=1, memory_cost=8, time_cost=1), BcryptHasher())
+)
+TEST_DUMMY_HASH = TEST_PASSWORD_HASH.hash("dummy password for timing equalisation")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked wire_only don't run on the mocked tier."""
     for item in list(items):
         if item.get_closest_marker("wire_only") and "[mock" in item.nodeid:
             items.remove(item)
+
+
+@pytest.fixture(autouse=True)
+def password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap Argon2id parameters, unless the test is marked `production_hasher`."""
+    if request.node.get_closest_marker("production_hasher"):
+        return
+    monkeypatch.setattr(security, "password_hash", TEST_PASSWORD_HASH)
+    monkeypatch.setattr(security, "DUMMY_HASH", TEST_DUMMY_HASH)
+    monkeypatch.setattr(throttling, "DUMMY_HASH", TEST_DUMMY_HASH)
 
 
 @pytest.fixture(scope="session")

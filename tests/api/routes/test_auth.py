@@ -84,6 +84,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(client: AsyncCl
         assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.production_hasher
 async def test_unknown_email_still_runs_one_password_verification(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,6 +108,7 @@ async def test_login_without_form_fields_is_422(client: AsyncClient) -> None:
     assert response.status_code == 422
 
 
+@pytest.mark.production_hasher
 async def test_bcrypt_hash_verifies_and_is_upgraded_to_argon2_on_login(
     client: AsyncClient,
 ) -> None:
@@ -125,6 +127,7 @@ async def test_bcrypt_hash_verifies_and_is_upgraded_to_argon2_on_login(
     await log_in(client, body["email"], legacy_password)
 
 
+@pytest.mark.production_hasher
 async def test_passwords_are_not_truncated_at_72_bytes(client: AsyncClient) -> None:
     password = "ü" * 40  # 80 bytes of UTF-8
     shares_first_72_bytes = "ü" * 36 + "xxxxxxxx"
@@ -137,6 +140,7 @@ async def test_passwords_are_not_truncated_at_72_bytes(client: AsyncClient) -> N
     assert response.status_code == 401
 
 
+@pytest.mark.production_hasher
 async def test_password_over_72_bytes_never_matches_a_bcrypt_hash(client: AsyncClient) -> None:
     body = await sign_up(client)
     user = await User.find_one(User.email == body["email"])

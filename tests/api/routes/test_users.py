@@ -30,6 +30,7 @@ async def test_signup_returns_the_public_user(client: AsyncClient) -> None:
     assert body["created_at"].endswith("Z")
 
 
+@pytest.mark.production_hasher
 async def test_signup_stores_an_argon2_hash_never_the_password(client: AsyncClient) -> None:
     body = await sign_up(client)
     user = await User.find_one(User.email == body["email"])
