@@ -1,7 +1,19 @@
-"""Fixtures: every test runs on two tiers, the mocked Mongo and a real wire server.
+"""Fixtures: tests run on two tiers, the mocked Mongo and a real wire server.
 
-The wire tier is SecantusDB started once per session on a free loopback port with in-memory
-storage, or the server in MONGODB_URL when that is set (e.g. a real MongoDB).
+The wire tier is SecantusDB started once per session (per xdist worker) on a free loopback
+port with in-memory storage, or the server in MONGODB_URL when that is set (e.g. a real
+MongoDB).
+
+Which tier a test runs on is chosen by what it exercises:
+- both tiers (the default), for a test whose outcome depends on what the database does: what
+  is stored and read back, filters, sorting, paging, ownership in a query, unique indexes,
+  atomic updates and races, throttle counters, sessions looked up;
+- `wire_only`, for what mongomock can't do (change streams, transactions, command monitoring);
+- `mock_only`, for a test decided before any query that matters: request validation (422s and
+  400s of malformed input), tokens refused for their signature or claims, HTTP plumbing
+  (headers, body limits, content types, CORS, request ids, routing), OpenAPI, settings. The
+  driver has no part in those, so a second run on the wire tier would test nothing more;
+  they run on the mock tier, the cheaper one.
 """
 
 import os
@@ -43,10 +55,13 @@ TEST_DUMMY_HASH = TEST_PASSWORD_HASH.hash("dummy password for timing equalisatio
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked wire_only don't run on the mocked tier."""
-    for item in list(items):
-        if item.get_closest_marker("wire_only") and "[mock" in item.nodeid:
-            items.remove(item)
+    """Tests marked wire_only don't run on the mocked tier, nor mock_only ones on the wire."""
+    items[:] = [
+        item
+        for item in items
+        if not (item.get_closest_marker("wire_only") and "[mock" in item.nodeid)
+        and not (item.get_closest_marker("mock_only") and "[wire" in item.nodeid)
+    ]
 
 
 @pytest.fixture(autouse=True)

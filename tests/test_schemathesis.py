@@ -40,6 +40,9 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
 # Seconds any one call may take; an event stream is read up to its first event (`ready`).
 REQUEST_TIMEOUT = 10
 
+# One worker runs the whole module: the final check reads what the fuzzing tests counted.
+pytestmark = pytest.mark.xdist_group("schemathesis")
+
 calls = {"total": 0, "failed": 0}
 # Status codes answered, per operation ("GET /api/todos") and to its own method, for the final
 # check.
