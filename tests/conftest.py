@@ -19,39 +19,27 @@ Which tier a test runs on is chosen by what it exercises:
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import AsyncClient
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
-from pwdlib.hashers.bcrypt import BcryptHasher
-from pymongo import AsyncMongoClient
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient, MongoClient
 from starlette.types import ASGIApp
 
-from service import security
-from service.api import throttling
 from service.config import Environment, Settings
 from service.db import MongoDatabase
 from service.embedded import EmbeddedDatabase
 from service.main import create_app
+from service.models import Clock, utc_now
 from tests.mongomock_compat import mock_database
-from tests.utils import FakeClock, client_at
+from tests.utils import TEST_HASHING, FakeClock, client_at
 
 TEST_SECRET_KEY = "test-secret-key-" + "0123456789abcdef" * 4  # 80 bytes: fine for HS512 too
 TIERS = ["mock", "wire"]
-
-# Argon2id as production runs it (64 MiB, t=3) costs 0.1-0.3 s a hash, and almost every test
-# signs up and logs in: that was most of the suite's time. The same Argon2id code path with the
-# smallest memory and time costs hashes in ~0.1 ms. Tests of hashing itself (parameters, the
-# bcrypt and outdated-hash upgrades, the unknown-email timing equalisation) and every test of a
-# service in a child process keep the production hasher: mark them `production_hasher`.
-TEST_PASSWORD_HASH = PasswordHash(
-    (Argon2Hasher(parallelism=1, memory_cost=8, time_cost=1), BcryptHasher())
-)
-TEST_DUMMY_HASH = TEST_PASSWORD_HASH.hash("dummy password for timing equalisation")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,16 +50,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if not (item.get_closest_marker("wire_only") and "[mock" in item.nodeid)
         and not (item.get_closest_marker("mock_only") and "[wire" in item.nodeid)
     ]
+    # schemathesis (4.x) gives the test of every operation the same node id on pytest 9 (which
+    # builds it from `originalname`), `...::test_api_conforms_to_its_schema`: xdist, which sends
+    # tests to workers by node id, then ran one operation of 23, and reports couldn't tell them
+    # apart. Their names differ: the node id is made of the name, as pytest 8 did.
+    for item in items:
+        if isinstance(item, pytest.Function) and not item.nodeid.endswith(item.name):
+            item._id = item._id.parse(f"{item.nodeid.rpartition('::')[0]}::{item.name}")
 
 
 @pytest.fixture(autouse=True)
 def password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cheap Argon2id parameters, unless the test is marked `production_hasher`."""
+    """The cheap Argon2id parameters (tests/utils.py), unless the test is marked
+    `production_hasher`."""
     if request.node.get_closest_marker("production_hasher"):
         return
-    monkeypatch.setattr(security, "password_hash", TEST_PASSWORD_HASH)
-    monkeypatch.setattr(security, "DUMMY_HASH", TEST_DUMMY_HASH)
-    monkeypatch.setattr(throttling, "DUMMY_HASH", TEST_DUMMY_HASH)
+    for module, name, value in TEST_HASHING:
+        monkeypatch.setattr(module, name, value)
 
 
 @pytest.fixture(scope="session")
@@ -91,21 +86,50 @@ def tier(request: pytest.FixtureRequest) -> str:
     return tier
 
 
-@pytest.fixture
-async def database(tier: str, request: pytest.FixtureRequest) -> AsyncIterator[MongoDatabase]:
-    """An empty database for this test, on its tier."""
-    if tier == "mock":
-        db = mock_database("test")
-        yield db
-        await db.client.close()
-        return
-    # The wire server is only started if a wire-tier test runs, hence getfixturevalue.
-    url: str = request.getfixturevalue("wire_url")
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+@pytest.fixture(scope="session")
+def _mock_database() -> MongoDatabase:
+    """The mock tier's database, emptied before each test (tests/conftest.py: database)."""
+    return mock_database("test")
+
+
+@pytest.fixture(scope="session")
+async def _wire_database(wire_url: str) -> AsyncIterator[MongoDatabase]:
+    """The wire tier's database, dropped before each test (see `database`)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(wire_url, tz_aware=True)
     name = f"test_{uuid.uuid4().hex[:12]}"
     yield client[name]
     await client.drop_database(name)
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def _wire_admin(wire_url: str) -> Iterator[MongoClient[dict[str, Any]]]:
+    """A blocking client, to empty the wire database from a plain (not async) fixture."""
+    client: MongoClient[dict[str, Any]] = MongoClient(wire_url)
+    with client:
+        yield client
+
+
+@pytest.fixture
+def database(tier: str, request: pytest.FixtureRequest) -> MongoDatabase:
+    """An empty database for this test, on its tier.
+
+    One database per tier and worker, emptied of every collection (and so of every index)
+    before each test: the same as a new one to the app, whose lifespan then initialises it,
+    but it lets the app itself be shared (see `app`). The wire server is only started if a
+    wire-tier test runs, hence getfixturevalue (from a plain fixture: an async one would
+    have to start an async fixture from inside the running event loop).
+    """
+    db: MongoDatabase
+    if tier == "mock":
+        db = request.getfixturevalue("_mock_database")
+        store: Any = cast(Any, db).delegate  # mongomock-motor: the sync mongomock database
+        for name in store.list_collection_names():
+            store.drop_collection(name)
+        return db
+    db = request.getfixturevalue("_wire_database")
+    request.getfixturevalue("_wire_admin").drop_database(db.name)
+    return db
 
 
 @pytest.fixture
@@ -131,9 +155,53 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+class ClockSlot:
+    """The clock a shared app is built with: it reads the running test's clock."""
+
+    def __init__(self) -> None:
+        self.current: Clock = utc_now
+
+    def __call__(self) -> datetime:
+        return self.current()
+
+
+SharedApps = dict[tuple[str, int], tuple[FastAPI, ClockSlot]]
+
+
+@pytest.fixture(scope="session")
+def _shared_apps() -> SharedApps:
+    return {}
+
+
+def _settings_key(settings: Settings) -> str:
+    """What makes two Settings build the same app (data_dir is only read in development)."""
+    values = settings.model_dump(exclude={"data_dir"})
+    return repr(
+        sorted(
+            (name, value.get_secret_value() if isinstance(value, SecretStr) else value)
+            for name, value in values.items()
+        )
+    )
+
+
 @pytest.fixture
-def app(settings: Settings, database: MongoDatabase, clock: FakeClock) -> FastAPI:
-    return create_app(settings, database=database, clock=clock)
+def app(
+    settings: Settings, database: MongoDatabase, clock: FakeClock, _shared_apps: SharedApps
+) -> FastAPI:
+    """`create_app(settings, database=database, clock=clock)`.
+
+    Building the app costs ~70 ms (FastAPI makes every route's models anew): more than most
+    tests. So each worker builds one per tier and distinct settings and reuses it; the app
+    keeps nothing between tests (its state is made by its lifespan, which each test runs,
+    its database is emptied first), and it reads the time from this test's clock.
+    """
+    key = (_settings_key(settings), id(database))
+    if key not in _shared_apps:
+        slot = ClockSlot()
+        _shared_apps[key] = (create_app(settings, database=database, clock=slot), slot)
+    shared, slot = _shared_apps[key]
+    slot.current = clock
+    return shared
 
 
 @pytest.fixture
