@@ -40,16 +40,40 @@ from tests.utils import TEST_HASHING, FakeClock, client_at
 
 TEST_SECRET_KEY = "test-secret-key-" + "0123456789abcdef" * 4  # 80 bytes: fine for HS512 too
 TIERS = ["mock", "wire"]
+# The modules whose tests take seconds each (child processes, real waits), the fuzzer first
+# (over a minute, on one worker): run first, so that the two xdist workers finish together
+# rather than one waiting for the other's last long test. Order is all this changes.
+SLOW_MODULES = [
+    "test_schemathesis.py",
+    "test_faults.py",
+    "test_todo_events.py",
+    "test_cli.py",
+    "test_http_limits.py",
+    "test_startup.py",
+    "test_workers.py",
+    "test_shutdown.py",
+    "test_proxy_headers.py",
+    "test_readme.py",
+]
+
+
+def _slowness(item: pytest.Item) -> int:
+    name = item.path.name
+    return SLOW_MODULES.index(name) if name in SLOW_MODULES else len(SLOW_MODULES)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked wire_only don't run on the mocked tier, nor mock_only ones on the wire."""
-    items[:] = [
-        item
-        for item in items
-        if not (item.get_closest_marker("wire_only") and "[mock" in item.nodeid)
-        and not (item.get_closest_marker("mock_only") and "[wire" in item.nodeid)
-    ]
+    """Tests marked wire_only don't run on the mocked tier, nor mock_only ones on the wire;
+    the slow modules come first (a stable sort: the order within a module is kept)."""
+    items[:] = sorted(
+        (
+            item
+            for item in items
+            if not (item.get_closest_marker("wire_only") and "[mock" in item.nodeid)
+            and not (item.get_closest_marker("mock_only") and "[wire" in item.nodeid)
+        ),
+        key=_slowness,
+    )
     # schemathesis (4.x) gives the test of every operation the same node id on pytest 9 (which
     # builds it from `originalname`), `...::test_api_conforms_to_its_schema`: xdist, which sends
     # tests to workers by node id, then ran one operation of 23, and reports couldn't tell them
