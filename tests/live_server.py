@@ -1,4 +1,5 @@
-"""A real uvicorn server (`python -m service serve`) on the wire database, and an SSE reader.
+"""A real uvicorn server (`python -m service serve`, through tests/serve.py) on the wire database,
+and an SSE reader.
 
 httpx's ASGI transport buffers whole responses, so event streams are tested over real HTTP.
 """
@@ -6,7 +7,6 @@ httpx's ASGI transport buffers whole responses, so event streams are tested over
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +18,7 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from service.embedded import free_port
+from tests import serve
 from tests.conftest import TEST_SECRET_KEY
 
 
@@ -33,7 +34,8 @@ class LiveServer:
 
 @asynccontextmanager
 async def live_server(wire_url: str, tmp: Path, **settings: str) -> AsyncIterator[LiveServer]:
-    """Serve the app in a child process until the block ends (then SIGTERM it)."""
+    """Serve the app in a child process until the block ends (then SIGTERM it), with the
+    tests' cheap password hashing (tests/serve.py)."""
     port = free_port()
     database = f"test_{uuid.uuid4().hex[:12]}"
     env = {
@@ -49,13 +51,8 @@ async def live_server(wire_url: str, tmp: Path, **settings: str) -> AsyncIterato
     log = tmp / f"server-{port}.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "service",
-            "serve",
-            "--port",
-            str(port),
-            env=env,
+            *serve.command("serve", "--port", str(port)),
+            env=serve.environment(env),
             stdout=output,
             stderr=output,
         )

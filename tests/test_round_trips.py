@@ -208,6 +208,7 @@ async def test_logging_in_after_a_failure_clears_the_email_count(recorded: Recor
     assert await _log_in(recorded, user, DEFAULT_PASSWORD) == LOGIN
 
 
+@pytest.mark.production_hasher
 async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded: Recorded) -> None:
     user, _ = await _user_with_todos(recorded, 0)
     # pwdlib's default Argon2 parameters (4 lanes), as stored before the service used 1 lane.

@@ -12,7 +12,6 @@ endpoint-specific, so routes added later are fuzzed (and kept authenticated) too
 
 import os
 import subprocess
-import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from schemathesis.core.parameters import ParameterLocation
 from service.app import create_app
 from service.config import Settings
 from service.embedded import free_port
+from tests import serve
 from tests.conftest import TEST_SECRET_KEY
 from tests.utils import wait_until_serving
 
@@ -39,6 +39,9 @@ from tests.utils import wait_until_serving
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
 # Seconds any one call may take; an event stream is read up to its first event (`ready`).
 REQUEST_TIMEOUT = 10
+
+# One worker runs the whole module: the final check reads what the fuzzing tests counted.
+pytestmark = pytest.mark.xdist_group("schemathesis")
 
 calls = {"total": 0, "failed": 0}
 # Status codes answered, per operation ("GET /api/todos") and to its own method, for the final
@@ -48,7 +51,8 @@ statuses: defaultdict[str, Counter[int]] = defaultdict(Counter)
 
 @pytest.fixture(scope="module")
 def live_server(wire_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The service as deployed: its own process, its own database, docs on for the schema."""
+    """The service as deployed (with the tests' cheap hashing: tests/serve.py): its own
+    process, its own database, docs on for the schema."""
     port = free_port()
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
     env = {
@@ -68,8 +72,8 @@ def live_server(wire_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     }
     base_url = f"http://127.0.0.1:{port}"
     with subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port)],
-        env=env,
+        serve.command("serve", "--port", str(port)),
+        env=serve.environment(env),
         cwd=data_dir,
     ) as process:
         try:

@@ -16,13 +16,34 @@ import jwt
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
 from starlette.types import ASGIApp
 
+from service.accounts import passwords, throttling
 from service.core.clock import utc_now
 
 R = TypeVar("R")
 
 DEFAULT_PASSWORD = "correct horse battery staple"
+
+# Argon2id as production runs it (64 MiB, t=3) costs 0.1-0.3 s a hash, and almost every test
+# signs up and logs in: that was most of the suite's time. The same Argon2id code path with the
+# smallest memory and time costs hashes in ~0.1 ms. Tests of hashing itself (parameters, the
+# bcrypt and outdated-hash upgrades, the unknown-email timing equalisation) are marked
+# `production_hasher` and keep production's parameters; so do the services that tests start as
+# child processes, except those started through tests/serve.py.
+TEST_PASSWORD_HASH = PasswordHash(
+    (Argon2Hasher(parallelism=1, memory_cost=8, time_cost=1), BcryptHasher())
+)
+TEST_DUMMY_HASH = TEST_PASSWORD_HASH.hash("dummy password for timing equalisation")
+# What the tests change for it (tests/conftest.py: password_hashing; tests/serve.py).
+TEST_HASHING: tuple[tuple[object, str, object], ...] = (
+    (passwords, "password_hash", TEST_PASSWORD_HASH),
+    (passwords, "DUMMY_HASH", TEST_DUMMY_HASH),
+    (throttling, "DUMMY_HASH", TEST_DUMMY_HASH),
+)
 _counter = itertools.count()
 
 

@@ -86,6 +86,7 @@ async def test_patch_me_with_a_wrong_password_is_400_and_changes_nothing(
     assert (me["email"], me["fname"]) == (account.email, "Ada")
 
 
+@pytest.mark.mock_only
 async def test_patch_me_email_without_current_password_is_422(client: AsyncClient) -> None:
     account = await create_account(client)
     response = await patch_me(client, account, email=new_email())
@@ -153,6 +154,7 @@ async def test_parallel_email_changes_cannot_probe_past_the_limit(client: AsyncC
         pytest.param("g\u03bfogle@example.com", "local part mixes Greek and Latin", id="greek"),
     ],
 )
+@pytest.mark.mock_only
 async def test_patch_me_refuses_an_email_mixing_scripts(
     client: AsyncClient, email: str, why: str
 ) -> None:
@@ -183,6 +185,7 @@ async def test_patch_me_stores_the_email_normalised(client: AsyncClient) -> None
         pytest.param({"current_password": "p" * 129}, id="long-password"),
     ],
 )
+@pytest.mark.mock_only
 async def test_patch_me_rejects_invalid_input_with_422(
     client: AsyncClient, body: dict[str, Any]
 ) -> None:
@@ -191,6 +194,7 @@ async def test_patch_me_rejects_invalid_input_with_422(
     assert response.status_code == 422
 
 
+@pytest.mark.mock_only
 async def test_patch_me_without_a_token_is_401(client: AsyncClient) -> None:
     assert (await client.patch("/api/me", json={"fname": "X"})).status_code == 401
 
@@ -232,6 +236,7 @@ async def test_password_change_with_a_wrong_current_password_is_400(
 
 
 @pytest.mark.parametrize("new_password", ["sh0rt!", "p" * 129])
+@pytest.mark.mock_only
 async def test_password_change_follows_the_signup_rules(
     client: AsyncClient, new_password: str
 ) -> None:
@@ -311,6 +316,7 @@ async def test_delete_me_with_a_wrong_password_is_400_and_deletes_nothing(
     assert (await client.get("/api/todos", headers=account.headers)).json()["items"]
 
 
+@pytest.mark.mock_only
 async def test_delete_me_without_a_body_is_422(client: AsyncClient) -> None:
     account = await create_account(client)
     response = await client.delete("/api/me", headers=account.headers)

@@ -35,6 +35,10 @@ def claims_for(user_id: str, session_id: str, **overrides: Any) -> dict[str, Any
     return {key: value for key, value in claims.items() if value is not None}
 
 
+# Refused for the token alone, before any query: the mocked tier is enough (tests/conftest.py).
+TOKEN_ONLY = pytest.mark.mock_only
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -84,6 +88,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(client: AsyncCl
         assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.production_hasher
 async def test_unknown_email_still_runs_one_password_verification(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,11 +107,13 @@ async def test_unknown_email_still_runs_one_password_verification(
     assert calls == [passwords.DUMMY_HASH]
 
 
+@pytest.mark.mock_only
 async def test_login_without_form_fields_is_422(client: AsyncClient) -> None:
     response = await client.post("/api/token", data={"username": "a@example.com"})
     assert response.status_code == 422
 
 
+@pytest.mark.production_hasher
 async def test_bcrypt_hash_verifies_and_is_upgraded_to_argon2_on_login(
     client: AsyncClient,
 ) -> None:
@@ -125,6 +132,7 @@ async def test_bcrypt_hash_verifies_and_is_upgraded_to_argon2_on_login(
     await log_in(client, body["email"], legacy_password)
 
 
+@pytest.mark.production_hasher
 async def test_passwords_are_not_truncated_at_72_bytes(client: AsyncClient) -> None:
     password = "ü" * 40  # 80 bytes of UTF-8
     shares_first_72_bytes = "ü" * 36 + "xxxxxxxx"
@@ -137,6 +145,7 @@ async def test_passwords_are_not_truncated_at_72_bytes(client: AsyncClient) -> N
     assert response.status_code == 401
 
 
+@pytest.mark.production_hasher
 async def test_password_over_72_bytes_never_matches_a_bcrypt_hash(client: AsyncClient) -> None:
     body = await sign_up(client)
     user = await User.find_one(User.email == body["email"])
@@ -152,6 +161,7 @@ async def test_password_over_72_bytes_never_matches_a_bcrypt_hash(client: AsyncC
 # ---- tokens the current-user dependency must refuse ----
 
 
+@pytest.mark.mock_only
 async def test_request_without_a_token_is_401(client: AsyncClient) -> None:
     response = await client.get("/api/todos")
     assert response.status_code == 401
@@ -166,6 +176,7 @@ async def test_request_without_a_token_is_401(client: AsyncClient) -> None:
         pytest.param("Basic dXNlcjpwYXNz", id="basic-scheme"),
     ],
 )
+@pytest.mark.mock_only
 async def test_malformed_authorization_is_401(client: AsyncClient, header: str) -> None:
     response = await client.get("/api/me", headers={"Authorization": header})
     assert response.status_code == 401
@@ -175,19 +186,27 @@ async def test_malformed_authorization_is_401(client: AsyncClient, header: str) 
 @pytest.mark.parametrize(
     ("key", "overrides"),
     [
-        pytest.param("another-key-of-sufficient-length-0123456789", {}, id="wrong-key"),
-        pytest.param(TEST_SECRET_KEY, {"iss": "someone-else"}, id="wrong-issuer"),
-        pytest.param(TEST_SECRET_KEY, {"aud": "someone-else"}, id="wrong-audience"),
-        pytest.param(TEST_SECRET_KEY, {"exp": None}, id="no-exp"),
-        pytest.param(TEST_SECRET_KEY, {"iat": None}, id="no-iat"),
-        pytest.param(TEST_SECRET_KEY, {"iss": None}, id="no-iss"),
-        pytest.param(TEST_SECRET_KEY, {"aud": None}, id="no-aud"),
-        pytest.param(TEST_SECRET_KEY, {"sub": None}, id="no-sub"),
-        pytest.param(TEST_SECRET_KEY, {"sub": "not-an-object-id"}, id="sub-not-an-id"),
-        pytest.param(TEST_SECRET_KEY, {"typ": None}, id="no-typ"),
-        pytest.param(TEST_SECRET_KEY, {"typ": "refresh"}, id="typ-refresh"),
-        pytest.param(TEST_SECRET_KEY, {"sid": None}, id="no-sid"),
-        pytest.param(TEST_SECRET_KEY, {"sid": "not-an-object-id"}, id="sid-not-an-id"),
+        pytest.param(
+            "another-key-of-sufficient-length-0123456789", {}, id="wrong-key", marks=TOKEN_ONLY
+        ),
+        pytest.param(TEST_SECRET_KEY, {"iss": "someone-else"}, id="wrong-issuer", marks=TOKEN_ONLY),
+        pytest.param(
+            TEST_SECRET_KEY, {"aud": "someone-else"}, id="wrong-audience", marks=TOKEN_ONLY
+        ),
+        pytest.param(TEST_SECRET_KEY, {"exp": None}, id="no-exp", marks=TOKEN_ONLY),
+        pytest.param(TEST_SECRET_KEY, {"iat": None}, id="no-iat", marks=TOKEN_ONLY),
+        pytest.param(TEST_SECRET_KEY, {"iss": None}, id="no-iss", marks=TOKEN_ONLY),
+        pytest.param(TEST_SECRET_KEY, {"aud": None}, id="no-aud", marks=TOKEN_ONLY),
+        pytest.param(TEST_SECRET_KEY, {"sub": None}, id="no-sub", marks=TOKEN_ONLY),
+        pytest.param(
+            TEST_SECRET_KEY, {"sub": "not-an-object-id"}, id="sub-not-an-id", marks=TOKEN_ONLY
+        ),
+        pytest.param(TEST_SECRET_KEY, {"typ": None}, id="no-typ", marks=TOKEN_ONLY),
+        pytest.param(TEST_SECRET_KEY, {"typ": "refresh"}, id="typ-refresh", marks=TOKEN_ONLY),
+        pytest.param(TEST_SECRET_KEY, {"sid": None}, id="no-sid", marks=TOKEN_ONLY),
+        pytest.param(
+            TEST_SECRET_KEY, {"sid": "not-an-object-id"}, id="sid-not-an-id", marks=TOKEN_ONLY
+        ),
         pytest.param(TEST_SECRET_KEY, {"sid": "0123456789abcdef01234567"}, id="unknown-sid"),
     ],
 )
@@ -202,6 +221,7 @@ async def test_unusable_tokens_are_401(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.mock_only
 async def test_alg_none_token_is_401(client: AsyncClient) -> None:
     account = await create_account(client)
 
@@ -215,6 +235,7 @@ async def test_alg_none_token_is_401(client: AsyncClient) -> None:
     assert response.status_code == 401
 
 
+@pytest.mark.mock_only
 async def test_token_signed_with_another_algorithm_is_401(client: AsyncClient) -> None:
     account = await create_account(client)
     token = jwt.encode(

@@ -23,6 +23,7 @@ def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
         yield from _dependencies(sub)
 
 
+@pytest.mark.mock_only
 def test_every_dependency_is_async(app: FastAPI) -> None:
     # FastAPI runs a plain `def` dependency in the thread pool: one thread hop per request for
     # work that never blocks (a measured ~13% of GET /api/me's CPU, see bench/REPORT.md).
@@ -57,6 +58,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.mock_only
 async def test_an_expired_token_answers_token_expired(client: AsyncClient) -> None:
     account = await create_account(client)
     response = await client.get("/api/me", headers=bearer(expired_copy(account.token)))
@@ -74,6 +76,7 @@ async def test_an_expired_token_answers_token_expired(client: AsyncClient) -> No
         pytest.param(TEST_SECRET_KEY, {"sid": 5}, id="bad-sid"),
     ],
 )
+@pytest.mark.mock_only
 async def test_an_expired_token_that_is_bad_otherwise_gets_the_generic_401(
     client: AsyncClient, key: str, overrides: dict[str, Any]
 ) -> None:
@@ -100,6 +103,7 @@ async def test_a_live_token_of_an_ended_session_gets_the_generic_401(
     ("method", "path"),
     [("POST", "/api/todos/events/ticket"), ("GET", "/api/todos/events")],
 )
+@pytest.mark.mock_only
 async def test_the_change_feed_paths_answer_token_expired_too(
     client: AsyncClient, method: str, path: str
 ) -> None:

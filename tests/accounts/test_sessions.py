@@ -290,6 +290,7 @@ async def test_sessions_stored_under_object_ids_are_deleted_at_startup(
         assert [s["id"] for s in sessions] == [login.session_id]
 
 
+@pytest.mark.mock_only
 async def test_refresh_body_rejects_unknown_fields(client: AsyncClient) -> None:
     login = await new_login(client)
     response = await client.post(
@@ -345,6 +346,7 @@ async def test_logout_all_revokes_every_session(client: AsyncClient) -> None:
     assert await is_accepted(client, other.access_token)
 
 
+@pytest.mark.mock_only
 async def test_logout_without_a_token_is_401(client: AsyncClient) -> None:
     assert (await client.post("/api/logout")).status_code == 401
     assert (await client.post("/api/logout/all")).status_code == 401
@@ -454,12 +456,14 @@ async def test_revoking_an_unknown_session_is_404(client: AsyncClient) -> None:
     assert response.status_code == 404
 
 
+@pytest.mark.mock_only
 async def test_revoking_an_object_id_is_422(client: AsyncClient) -> None:
     login = await new_login(client)
     response = await client.delete("/api/sessions/0123456789abcdef01234567", headers=login.headers)
     assert response.status_code == 422
 
 
+@pytest.mark.mock_only
 async def test_revoking_a_malformed_session_id_is_422(client: AsyncClient) -> None:
     login = await new_login(client)
     response = await client.delete("/api/sessions/not-an-id", headers=login.headers)

@@ -26,6 +26,8 @@ TOKENS = TokenSettings(
     key="k" * 64, issuer="todo-service", audience="todo-service", expires=timedelta(minutes=5)
 )
 
+pytestmark = pytest.mark.production_hasher  # the hashing tests here test production's hasher
+
 
 def test_new_hashes_are_argon2id() -> None:
     hashed = hash_password("a password")

@@ -30,6 +30,7 @@ async def test_signup_returns_the_public_user(client: AsyncClient) -> None:
     assert body["created_at"].endswith("Z")
 
 
+@pytest.mark.production_hasher
 async def test_signup_stores_an_argon2_hash_never_the_password(client: AsyncClient) -> None:
     body = await sign_up(client)
     user = await User.find_one(User.email == body["email"])
@@ -59,6 +60,7 @@ async def test_signup_with_a_taken_email_in_other_case_is_409(client: AsyncClien
         pytest.param({"hashed_password": "x"}, id="unknown-field-hash"),
     ],
 )
+@pytest.mark.mock_only
 async def test_signup_rejects_invalid_input_with_422(
     client: AsyncClient, overrides: dict[str, Any]
 ) -> None:
@@ -68,6 +70,7 @@ async def test_signup_rejects_invalid_input_with_422(
 
 
 @pytest.mark.parametrize("missing", ["email", "fname", "lname", "password"])
+@pytest.mark.mock_only
 async def test_signup_without_a_field_is_422(client: AsyncClient, missing: str) -> None:
     body = signup_body()
     del body[missing]
@@ -80,6 +83,7 @@ async def test_signup_accepts_a_128_character_password(client: AsyncClient) -> N
     assert response.status_code == 201
 
 
+@pytest.mark.mock_only
 async def test_validation_errors_never_echo_the_password(client: AsyncClient) -> None:
     secret = "tiny"
     long_secret = "s3cr3t-" * 20
@@ -126,6 +130,7 @@ async def test_login_normalises_the_username_like_signup(client: AsyncClient) ->
         pytest.param("\uff50\u0430ypal@example.com", "mixes Cyrillic and Latin", id="fullwidth"),
     ],
 )
+@pytest.mark.mock_only
 async def test_signup_refuses_an_email_mixing_latin_with_look_alikes(
     client: AsyncClient, email: str, why: str
 ) -> None:
@@ -183,6 +188,7 @@ async def test_me_returns_the_current_user(client: AsyncClient) -> None:
     assert "hashed_password" not in body
 
 
+@pytest.mark.mock_only
 async def test_me_without_a_token_is_401(client: AsyncClient) -> None:
     response = await client.get("/api/me")
     assert response.status_code == 401

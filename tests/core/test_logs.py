@@ -27,6 +27,7 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.mock_only
 async def test_one_json_line_per_request(
     client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -48,6 +49,7 @@ async def test_one_json_line_per_request(
     assert line["time"].endswith("+00:00")
 
 
+@pytest.mark.mock_only
 async def test_unmatched_and_anonymous_requests_are_logged(
     client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

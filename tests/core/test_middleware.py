@@ -13,6 +13,8 @@ from service.core.middleware import BodyLimitMiddleware
 from service.db import MongoDatabase
 from tests.utils import app_client, create_account, create_todo, sign_up
 
+pytestmark = pytest.mark.mock_only  # HTTP plumbing: no query matters (tests/conftest.py)
+
 SMALL_LIMIT = 2048
 
 

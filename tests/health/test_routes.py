@@ -1,6 +1,8 @@
+import pytest
 from httpx import AsyncClient
 
 
+@pytest.mark.mock_only
 async def test_health_answers_ok(client: AsyncClient) -> None:
     response = await client.get("/api/health")
     assert response.status_code == 200

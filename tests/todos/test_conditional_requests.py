@@ -145,6 +145,7 @@ async def test_of_concurrent_patches_with_one_if_match_exactly_one_wins(
     assert final["version"] == 2
 
 
+@pytest.mark.mock_only
 async def test_an_overlong_if_match_is_422(client: AsyncClient, alice: UserAccount) -> None:
     todo = await create_todo(client, alice)
     response = await client.patch(
@@ -164,6 +165,7 @@ def condition(user: UserAccount, name: str, value: str) -> list[tuple[bytes, byt
 
 
 @pytest.mark.parametrize(("method", "body"), WRITES, ids=WRITE_IDS)
+@pytest.mark.mock_only
 async def test_a_malformed_if_match_is_400_and_changes_nothing(
     client: AsyncClient, alice: UserAccount, method: str, body: dict[str, Any] | None
 ) -> None:
@@ -177,6 +179,7 @@ async def test_a_malformed_if_match_is_400_and_changes_nothing(
     assert (await client.get(url(todo), headers=alice.headers)).json() == todo
 
 
+@pytest.mark.mock_only
 async def test_a_malformed_if_none_match_is_400(client: AsyncClient, alice: UserAccount) -> None:
     todo = await create_todo(client, alice)
     for value in MALFORMED:
@@ -197,6 +200,7 @@ async def test_a_version_in_a_foreign_digit_never_matches(
     assert response.status_code == 200
 
 
+@pytest.mark.mock_only
 async def test_the_entity_tag_syntax_is_documented(app: FastAPI) -> None:
     operations = app.openapi()["paths"]["/api/todos/{todo_id}"]
     for method, header in [

@@ -77,6 +77,7 @@ async def test_due_is_returned_exactly_as_sent(
         5,
     ],
 )
+@pytest.mark.mock_only
 async def test_naive_or_malformed_due_is_422(
     client: AsyncClient, alice: UserAccount, due: object
 ) -> None:
@@ -104,6 +105,7 @@ async def test_naive_or_malformed_due_is_422(
         pytest.param({"version": 7}, id="version"),
     ],
 )
+@pytest.mark.mock_only
 async def test_invalid_fields_are_422(
     client: AsyncClient, alice: UserAccount, fields: dict[str, Any]
 ) -> None:
@@ -197,6 +199,7 @@ async def test_patch_null_due_clears_it(client: AsyncClient, alice: UserAccount)
 
 
 @pytest.mark.parametrize("field", ["notes", "priority", "tags"])
+@pytest.mark.mock_only
 async def test_patch_null_is_422_for_other_fields(
     client: AsyncClient, alice: UserAccount, field: str
 ) -> None:

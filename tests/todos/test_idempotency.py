@@ -119,6 +119,7 @@ async def test_parallel_requests_with_one_key_create_exactly_one_todo(
 
 
 @pytest.mark.parametrize("key", ["", "k" * 256])
+@pytest.mark.mock_only
 async def test_a_key_of_bad_length_is_422(
     client: AsyncClient, alice: UserAccount, key: str
 ) -> None:

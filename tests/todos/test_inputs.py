@@ -308,6 +308,7 @@ async def test_junk_in_a_cursor_key_is_400(
         {"w": 1},
     ],
 )
+@pytest.mark.mock_only
 async def test_junk_as_a_delta_watermark_is_400(
     client: AsyncClient, alice: UserAccount, clock: Any, watermark: Any
 ) -> None:
@@ -337,6 +338,7 @@ async def test_a_watermark_at_the_end_of_time_is_used(
 
 
 @pytest.mark.parametrize("params", [{}, {"updated_since": "2020-01-01T00:00:00Z"}])
+@pytest.mark.mock_only
 async def test_an_empty_cursor_is_400(
     client: AsyncClient, alice: UserAccount, params: dict[str, str]
 ) -> None:
@@ -349,6 +351,7 @@ async def test_an_empty_cursor_is_400(
     assert response.status_code == 400, response.text
 
 
+@pytest.mark.mock_only
 async def test_the_schema_states_every_number_bound(app: FastAPI) -> None:
     schemas = app.openapi()["components"]["schemas"]
     for model in ("TodoCreate", "TodoReplace", "TodoUpdate"):

@@ -144,6 +144,7 @@ async def test_filters_never_show_other_users_todos(
         {"completed": "maybe"},
     ],
 )
+@pytest.mark.mock_only
 async def test_bad_listing_parameters_are_422(
     client: AsyncClient, alice: UserAccount, params: Params
 ) -> None:
@@ -287,6 +288,7 @@ async def test_a_cursor_only_works_with_its_own_filters_and_sort(
         assert "other filters or sort" in response.json()["detail"]
 
 
+@pytest.mark.mock_only
 async def test_the_cursor_pattern_is_documented(app: FastAPI) -> None:
     schema = app.openapi()
     parameters = schema["paths"]["/api/todos"]["get"]["parameters"]

@@ -27,6 +27,7 @@ async def list_all(client: AsyncClient, user: UserAccount, limit: int) -> list[d
 # ---- create ----
 
 
+@pytest.mark.mock_only
 async def test_create_without_a_token_is_401(client: AsyncClient) -> None:
     response = await client.post("/api/todos", json={"text": "nope"})
     assert response.status_code == 401
@@ -88,6 +89,7 @@ async def test_create_can_start_completed(client: AsyncClient, alice: UserAccoun
         pytest.param({"text": "ok", "id": "6b06a170fc44c9818f5bc95c"}, id="id"),
     ],
 )
+@pytest.mark.mock_only
 async def test_create_rejects_invalid_bodies_with_422(
     client: AsyncClient, alice: UserAccount, body: dict[str, Any]
 ) -> None:
@@ -101,6 +103,7 @@ async def test_create_accepts_1000_characters(client: AsyncClient, alice: UserAc
     assert response.status_code == 201
 
 
+@pytest.mark.mock_only
 async def test_malformed_json_is_422(client: AsyncClient, alice: UserAccount) -> None:
     response = await client.post(
         "/api/todos",
@@ -160,6 +163,7 @@ async def test_list_limit_defaults_to_50(client: AsyncClient, alice: UserAccount
 
 
 @pytest.mark.parametrize("limit", [0, 101, -1])
+@pytest.mark.mock_only
 async def test_list_limit_out_of_range_is_422(
     client: AsyncClient, alice: UserAccount, limit: int
 ) -> None:
@@ -168,6 +172,7 @@ async def test_list_limit_out_of_range_is_422(
 
 
 @pytest.mark.parametrize("cursor", ["nonsense!", "AAAA", "A" * 17, "A" * 15 + "=", "é" * 16])
+@pytest.mark.mock_only
 async def test_a_bad_cursor_is_400(client: AsyncClient, alice: UserAccount, cursor: str) -> None:
     response = await client.get("/api/todos", params={"cursor": cursor}, headers=alice.headers)
     assert response.status_code == 400
@@ -243,6 +248,7 @@ async def test_put_replaces_text_and_completed(client: AsyncClient, alice: UserA
         pytest.param({"text": "x", "completed": True, "owner_id": "x"}, id="unknown-field"),
     ],
 )
+@pytest.mark.mock_only
 async def test_put_needs_exactly_the_writable_fields(
     client: AsyncClient, alice: UserAccount, body: dict[str, Any]
 ) -> None:
@@ -283,6 +289,7 @@ async def test_patch_with_an_empty_body_changes_nothing(
         pytest.param({"owner_id": "6b06a170fc44c9818f5bc95c"}, id="owner_id"),
     ],
 )
+@pytest.mark.mock_only
 async def test_patch_rejects_invalid_bodies_with_422(
     client: AsyncClient, alice: UserAccount, body: dict[str, Any]
 ) -> None:
@@ -364,6 +371,7 @@ async def test_deleted_todo_is_404_on_every_method(
 
 @pytest.mark.parametrize(("method", "body"), METHODS, ids=[m for m, _ in METHODS])
 @pytest.mark.parametrize("bad_id", ["123", "not-an-object-id", "z" * 24, "0" * 25])
+@pytest.mark.mock_only
 async def test_malformed_id_is_422_never_500(
     client: AsyncClient,
     alice: UserAccount,

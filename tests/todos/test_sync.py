@@ -129,6 +129,7 @@ async def test_clear_completed_deletes_only_my_completed_todos(
     assert again.json() == {"deleted": 0}
 
 
+@pytest.mark.mock_only
 async def test_clear_completed_needs_a_token(client: AsyncClient) -> None:
     assert (await client.post("/api/todos/clear-completed")).status_code == 401
 
@@ -212,6 +213,7 @@ async def test_delta_pages_keep_their_watermark(client: AsyncClient, alice: User
         ({"updated_since": LONG_AGO, "tag": "x"}, "no filters"),
     ],
 )
+@pytest.mark.mock_only
 async def test_unsupported_delta_combinations_are_400(
     client: AsyncClient, alice: UserAccount, params: dict[str, str], detail: str
 ) -> None:
@@ -242,6 +244,7 @@ async def test_updated_since_beyond_the_tombstone_retention_is_410(
 
 
 @pytest.mark.parametrize("value", ["2026-01-01T00:00:00", "yesterday", "2026-01-01"])
+@pytest.mark.mock_only
 async def test_updated_since_needs_an_offset(
     client: AsyncClient, alice: UserAccount, value: str
 ) -> None:
