@@ -46,10 +46,11 @@ TIERS = ["mock", "wire"]
 # rather than one waiting for the other's last long test. Order is all this changes.
 SLOW_MODULES = [
     "test_schemathesis.py",
-    "test_faults.py",
     "events/test_routes.py",
     "test_cli.py",
     "core/test_http_limits.py",
+    # After mypy (`make test` runs it beside the tests): its timings want a quiet machine.
+    "test_faults.py",
     "test_startup.py",
     "test_workers.py",
     "test_shutdown.py",
