@@ -49,7 +49,7 @@ SLOW_MODULES = [
     "events/test_routes.py",
     "test_cli.py",
     "core/test_http_limits.py",
-    # After mypy (`make test` runs it beside the tests): its timings want a quiet machine.
+    # Not at the very start, when every worker is busy starting: its timings want some quiet.
     "test_faults.py",
     "test_startup.py",
     "test_workers.py",
