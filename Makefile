@@ -13,9 +13,8 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[embedded]"
 	touch $@
 
-# --no-compile: the test run compiles what it imports (a fraction of what is installed).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev,embedded]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,embedded]"
 	touch $@ $(VENV)/.installed-run
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
