@@ -21,7 +21,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 from starlette.types import ASGIApp
 
-from service.accounts import passwords, throttling
+from service.accounts import passwords
 from service.core.clock import utc_now
 
 R = TypeVar("R")
@@ -42,7 +42,6 @@ TEST_DUMMY_HASH = TEST_PASSWORD_HASH.hash("dummy password for timing equalisatio
 TEST_HASHING: tuple[tuple[object, str, object], ...] = (
     (passwords, "password_hash", TEST_PASSWORD_HASH),
     (passwords, "DUMMY_HASH", TEST_DUMMY_HASH),
-    (throttling, "DUMMY_HASH", TEST_DUMMY_HASH),
 )
 _counter = itertools.count()
 

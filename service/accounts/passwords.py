@@ -98,6 +98,9 @@ class PasswordHasher:
         """Argon2id hash of password."""
         return await self._run(hash_password, password)
 
-    async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
-        """See verify_password."""
-        return await self._run(verify_password, password, hashed)
+    async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        """See verify_password. `hashed` None (no such account) still costs one verification,
+        of DUMMY_HASH, so that timing doesn't reveal which emails have accounts; it always
+        fails."""
+        valid, new_hash = await self._run(verify_password, password, hashed or DUMMY_HASH)
+        return valid and hashed is not None, new_hash

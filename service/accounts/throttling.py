@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from beanie import PydanticObjectId
 
 from service.accounts import counters
-from service.accounts.passwords import DUMMY_HASH, PasswordHasher
+from service.accounts.passwords import PasswordHasher
 from service.config import Settings
 from service.errors import TooManyRequests
 
@@ -69,8 +69,7 @@ class LoginThrottle:
     ) -> tuple[bool, str | None]:
         """`passwords.verify(password, hashed)`, counted; 429 if a budget is used up.
 
-        `hashed` None (no such account) still costs one verification, of a dummy hash, so
-        that timing doesn't reveal which emails have accounts; it always fails.
+        `hashed` None (no such account) is verified like any other (see PasswordHasher.verify).
         """
         async with passwords.admitted():  # 503 at once, before anything is counted
             email, ip = await _reserve_all(
@@ -83,8 +82,7 @@ class LoginThrottle:
                 message=TOO_MANY_LOGINS,
             )
             try:
-                valid, new_hash = await passwords.verify(password, hashed or DUMMY_HASH)
-                valid = valid and hashed is not None
+                valid, new_hash = await passwords.verify(password, hashed)
             except Exception:
                 # The check itself failed: not an attempt. A cancelled request keeps its
                 # count: giving it back would need awaiting inside the cancellation.

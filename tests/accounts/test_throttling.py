@@ -279,7 +279,7 @@ async def test_a_login_finding_the_hash_queue_full_is_503_before_anything_is_cou
 class FailingHasher(PasswordHasher):
     """A hasher whose verification fails (a worker thread error, say)."""
 
-    async def verify(self, password: str, hashed: str) -> tuple[bool, str | None]:
+    async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         raise RuntimeError("no thread")
 
 
