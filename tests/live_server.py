@@ -1,5 +1,6 @@
-"""A real uvicorn server (`python -m service serve`, through tests/serve.py) on the wire database,
-and an SSE reader.
+"""The service as a server: the environment of one started as a child process, the options
+`serve` hands uvicorn, a real uvicorn server (`python -m service serve`, through tests/serve.py)
+on the wire database, and an SSE reader.
 
 httpx's ASGI transport buffers whole responses, so event streams are tested over real HTTP.
 """
@@ -15,11 +16,50 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
+import service.__main__ as cli
+from service.config import Settings
 from service.embedded import free_port
 from tests import serve
 from tests.conftest import TEST_SECRET_KEY
+
+
+def server_environment(wire_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a service started as a child process: production mode, the tests'
+    secret key, the wire server with a database of its own, `data_dir`; then `settings`."""
+    return {
+        **os.environ,
+        "MONGODB_URL": wire_url,
+        "MONGODB_DB": f"test_{uuid.uuid4().hex[:12]}",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "ENVIRONMENT": "production",
+        "DATA_DIR": str(data_dir),
+        **settings,
+    }
+
+
+def serve_options(monkeypatch: pytest.MonkeyPatch, workers: int) -> dict[str, Any]:
+    """The keyword arguments `serve` passes uvicorn.run for `workers` (nothing is served and
+    no database is asked: only uvicorn's options are under test)."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+
+    async def reachable(_: Settings) -> None:
+        pass
+
+    monkeypatch.setattr(cli, "wait_until_reachable", reachable)
+    settings = Settings(
+        _env_file=None,
+        mongodb_url="mongodb://db.invalid:27017",
+        secret_key=SecretStr(TEST_SECRET_KEY),
+    )
+    cli.serve(settings, "127.0.0.1", 8000, workers)
+    (kwargs,) = calls
+    return kwargs
 
 
 @dataclass
@@ -37,17 +77,8 @@ async def live_server(wire_url: str, tmp: Path, **settings: str) -> AsyncIterato
     """Serve the app in a child process until the block ends (then SIGTERM it), with the
     tests' cheap password hashing (tests/serve.py)."""
     port = free_port()
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    env = {
-        **os.environ,
-        "MONGODB_URL": wire_url,
-        "MONGODB_DB": database,
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "ENVIRONMENT": "production",
-        "DATA_DIR": str(tmp),
-        "LOG_LEVEL": "INFO",
-        **settings,
-    }
+    env = server_environment(wire_url, tmp, **{"LOG_LEVEL": "INFO", **settings})
+    database = env["MONGODB_DB"]
     log = tmp / f"server-{port}.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(

@@ -1,17 +1,15 @@
 """SIGTERM: the server stops accepting, finishes the request in flight, closes the DB client."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from service.embedded import free_port
-from tests.conftest import TEST_SECRET_KEY
+from tests.live_server import server_environment
 from tests.utils import wait_until_serving
 
 
@@ -19,14 +17,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(
     tmp_path: Path, wire_url: str
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URL": wire_url,
-        "MONGODB_DB": f"test_{uuid.uuid4().hex[:12]}",
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "ENVIRONMENT": "production",
-        "DATA_DIR": str(tmp_path),
-    }
+    env = server_environment(wire_url, tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port)],
         env=env,

@@ -1,17 +1,15 @@
 """`serve --workers N`: /metrics adds up every worker (prometheus-client multiprocess mode)."""
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
 
 from service.embedded import free_port
-from tests.conftest import TEST_SECRET_KEY
+from tests.live_server import server_environment
 from tests.utils import wait_until_serving
 
 REQUESTS = 40
@@ -20,16 +18,7 @@ REQUESTS = 40
 def test_metrics_count_the_requests_of_all_workers(tmp_path: Path, wire_url: str) -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "MONGODB_URL": wire_url,
-        "MONGODB_DB": f"test_{uuid.uuid4().hex[:12]}",
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "ENVIRONMENT": "production",
-        "METRICS_ENABLED": "true",
-        "DATA_DIR": str(tmp_path),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = server_environment(wire_url, tmp_path, METRICS_ENABLED="true", LOG_LEVEL="WARNING")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2"],

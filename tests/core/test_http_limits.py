@@ -2,23 +2,17 @@
 memory stays flat under connections that abuse either (against the real server process)."""
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvicorn
 
-import service.__main__ as cli
-from service.config import Settings
 from service.core.http_limits import MAX_HEAD_BYTES, PROTOCOL, BoundedHttpToolsProtocol
 from service.embedded import free_port
-from tests.conftest import TEST_SECRET_KEY
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, live_server, serve_options, server_environment
 from tests.utils import wait_until_serving
 
 CHUNK = 64 * 1024
@@ -176,15 +170,7 @@ async def test_memory_stays_flat_under_50_abusive_connections(
 @pytest.mark.parametrize("workers", ["2"])
 def test_every_worker_bounds_request_heads(tmp_path: Path, wire_url: str, workers: str) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URL": wire_url,
-        "MONGODB_DB": f"test_{uuid.uuid4().hex[:12]}",
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "ENVIRONMENT": "production",
-        "DATA_DIR": str(tmp_path),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = server_environment(wire_url, tmp_path, LOG_LEVEL="WARNING")
     with subprocess.Popen(
         [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", workers],
         env=env,
@@ -205,20 +191,7 @@ def test_every_worker_bounds_request_heads(tmp_path: Path, wire_url: str, worker
 def test_serve_runs_the_bounded_protocol_without_uvicorns_access_log(
     monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
-
-    async def reachable(_: Settings) -> None:
-        pass
-
-    monkeypatch.setattr(cli, "wait_until_reachable", reachable)
-    settings = Settings(
-        _env_file=None,
-        mongodb_url="mongodb://db.invalid:27017",
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]  # validated into SecretStr
-    )
-    cli.serve(settings, "127.0.0.1", 8000, workers)
-    (kwargs,) = calls
+    kwargs = serve_options(monkeypatch, workers)
     assert kwargs["http"] == PROTOCOL
     assert uvicorn.importer.import_from_string(PROTOCOL) is BoundedHttpToolsProtocol
     assert kwargs["access_log"] is False

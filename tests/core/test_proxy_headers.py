@@ -15,13 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pymongo import MongoClient
 
-import service.__main__ as cli
-from service.config import Settings
 from service.embedded import free_port
 from tests.conftest import TEST_SECRET_KEY
+from tests.live_server import serve_options
 from tests.utils import DEFAULT_PASSWORD
 
 
@@ -29,21 +27,7 @@ from tests.utils import DEFAULT_PASSWORD
 def test_serve_turns_uvicorn_proxy_headers_off(
     monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
-
-    async def reachable(_: Settings) -> None:
-        pass
-
-    # Only uvicorn's options are under test: the database is not there.
-    monkeypatch.setattr(cli, "wait_until_reachable", reachable)
-    settings = Settings(
-        _env_file=None,
-        mongodb_url="mongodb://db.invalid:27017",
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]  # validated into SecretStr
-    )
-    cli.serve(settings, "127.0.0.1", 8000, workers)
-    (kwargs,) = calls
+    kwargs = serve_options(monkeypatch, workers)
     assert kwargs["proxy_headers"] is False
     assert kwargs["workers"] == workers
 
