@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     # Limits (OWASP API4).
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     max_todos_per_user: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    # Lists and sharing: lists a user owns (the default list included), members of a list (its
+    # owner included), pending invitations of a list, invitations a user sends in any 24 h
+    # (429 past it), and how long an invitation stays acceptable.
+    max_lists_per_user: Annotated[int, Field(ge=1, le=100_000)] = 100
+    max_list_members: Annotated[int, Field(ge=2, le=10_000)] = 50
+    max_pending_invitations: Annotated[int, Field(ge=1, le=10_000)] = 50
+    max_invitations_per_day: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    invitation_ttl_days: Annotated[int, Field(ge=1, le=365)] = 7
     # HTTP hygiene and observability.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     docs_enabled: bool | None = None

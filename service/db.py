@@ -16,6 +16,7 @@ from pymongo.monitoring import CommandListener
 from service.accounts.models import Session, ThrottleCounter, User
 from service.config import Settings
 from service.events.models import EventTicket, FeedStreamSlot
+from service.lists.models import Membership, TodoList
 from service.todos.models import IdempotencyKey, Todo
 
 DOCUMENT_MODELS: list[type[Document]] = [
@@ -26,6 +27,8 @@ DOCUMENT_MODELS: list[type[Document]] = [
     IdempotencyKey,
     EventTicket,
     FeedStreamSlot,
+    TodoList,
+    Membership,
 ]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]

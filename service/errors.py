@@ -47,6 +47,13 @@ class Unauthorized(ServiceError):
     headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
 
 
+class Forbidden(ServiceError):
+    """403: a member of the list whose role doesn't allow this (to anyone else it is a 404)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    detail = "Your role in this list doesn't allow this"
+
+
 class NotFound(ServiceError):
     status_code = status.HTTP_404_NOT_FOUND
     detail = "Not found"

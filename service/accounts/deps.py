@@ -12,7 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from service.accounts import store, throttling
 from service.accounts.models import USER_AGENT_MAX_LENGTH, User
 from service.accounts.passwords import PasswordHasher
-from service.accounts.store import Authenticated
+from service.accounts.store import Authenticated, Join
 from service.accounts.tokens import (
     ExpiredTokenError,
     InvalidTokenError,
@@ -58,14 +58,15 @@ INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 async def authenticate_token(
-    token: str | None, tokens: TokenSettings, clock: Clock
+    token: str | None, tokens: TokenSettings, clock: Clock, *, join: Join | None = None
 ) -> tuple[Authenticated, datetime]:
     """The user and session of a valid access token, and when the token expires.
 
     401 for any unusable token: "Token expired" (with `error="invalid_token"`) for one that is
     valid but for its expiry, so that clients know to refresh; the generic text otherwise.
-    One aggregate on sessions (by _id) with a $lookup of the user (by _id): a logged-out,
-    expired or deleted session, or a deleted user, is refused on the very next request.
+    One aggregate on sessions (by _id) with a $lookup of the user (by _id), and of `join` if
+    given: a logged-out, expired or deleted session, or a deleted user, is refused on the very
+    next request.
     A `sid` that isn't a session id's shape (an ObjectId of a session from before session ids
     were random, say) is refused without a query.
     """
@@ -81,7 +82,7 @@ async def authenticate_token(
     session_id: str = claims["sid"]
     if not is_session_id(session_id):
         raise Unauthorized
-    found = await store.authenticate(session_id=session_id, user_id=user_id, now=clock())
+    found = await store.authenticate(session_id=session_id, user_id=user_id, now=clock(), join=join)
     if found is None:
         raise Unauthorized
     bind_user(str(user_id))

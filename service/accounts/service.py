@@ -26,6 +26,7 @@ from service.config import Settings
 from service.core.store import id_of
 from service.errors import BadRequest, Unauthorized
 from service.events import service as events
+from service.lists import service as lists
 from service.todos import service as todos
 
 logger = logging.getLogger(__name__)
@@ -140,12 +141,14 @@ async def check_current_password(
 
 async def sign_up(*, new: UserCreate, passwords: PasswordHasher) -> User:
     """Store a new user with the password hashed; Conflict if the email is taken."""
-    return await store.create_user(
+    user = await store.create_user(
         email=new.email,
         fname=new.fname,
         lname=new.lname,
         hashed_password=await passwords.hash(new.password),
     )
+    await lists.create_default_list(user_id=id_of(user), now=user.created_at)
+    return user
 
 
 async def update_account(

@@ -6,7 +6,7 @@ timestamps: the TTL monitor removes expired sessions only about once a minute.
 
 import enum
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -158,26 +158,53 @@ async def revoke_oldest_sessions(*, user_id: PydanticObjectId, keep: int, now: d
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
-    """The current user and the session their access token belongs to."""
+    """The current user and the session their access token belongs to; with a `Join`, the
+    documents it read along (raw)."""
 
     user: User
     session_id: str
+    joined: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Documents of another feature read with the session in the same round trip: those of
+    `collection` whose `foreign_field` is the user's id (a member's memberships, say)."""
+
+    collection: str
+    foreign_field: str
 
 
 @budgeted
 async def authenticate(
-    *, session_id: str, user_id: PydanticObjectId, now: datetime
+    *, session_id: str, user_id: PydanticObjectId, now: datetime, join: Join | None = None
 ) -> Authenticated | None:
-    """The user, if their session is active: one round trip, two reads by primary key."""
+    """The user, if their session is active: one round trip, two reads by primary key (and
+    with `join`, a read of an index by the user's id)."""
     pipeline: list[dict[str, Any]] = [
         {"$match": {"_id": session_id, "user_id": user_id, **_active(now)}},
         {"$limit": 1},
         {"$lookup": {"from": "users", "localField": "user_id", "foreignField": "_id", "as": "u"}},
     ]
+    if join is not None:
+        pipeline.append(
+            {
+                "$lookup": {
+                    "from": join.collection,
+                    "localField": "user_id",
+                    "foreignField": join.foreign_field,
+                    "as": "j",
+                }
+            }
+        )
     found = await Session.aggregate(pipeline).to_list(1)
     if not found or not found[0]["u"]:
         return None
-    return Authenticated(user=User.model_validate(found[0]["u"][0]), session_id=session_id)
+    return Authenticated(
+        user=User.model_validate(found[0]["u"][0]),
+        session_id=session_id,
+        joined=found[0].get("j", []),
+    )
 
 
 class RefreshOutcome(enum.Enum):
