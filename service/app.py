@@ -42,6 +42,7 @@ from service.events.feed import ChangeFeed
 from service.events.routes import router as events_router
 from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
+from service.migrations import migrate
 from service.todos import store as todo_store
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
@@ -80,8 +81,12 @@ async def _ensure_setting_indexes(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def _started(state: AppState) -> AsyncIterator[None]:
-    """What runs on the initialised database: settings-made indexes and the change feed."""
+async def _started(state: AppState, database: MongoDatabase) -> AsyncIterator[None]:
+    """What runs on the initialised database: the migration of what earlier versions stored,
+    settings-made indexes and the change feed."""
+    # Before serving: requests expect today's shape (every user with a default list, every
+    # todo in a list). Every worker runs it; see service/migrations.py.
+    await migrate(database, now=state["clock"]())
     await _ensure_setting_indexes(state["settings"])
     if dropped := await account_store.delete_legacy_sessions():
         logger.info("deleted %d sessions from before random session ids", dropped)
@@ -128,7 +133,7 @@ def create_app(
         )
         if database is not None:
             await init_db(database)
-            async with _started(state):
+            async with _started(state, database):
                 yield state
             return
         client = create_client(settings)
@@ -137,7 +142,7 @@ def create_app(
             await wait_for_database(db, give_up_after=settings.mongodb_startup_timeout)
             await init_db(db)
             logger.info("connected to MongoDB, database %r", settings.mongodb_db)
-            async with _started(state):
+            async with _started(state, db):
                 yield state
         finally:
             # close() ends the server sessions first: with the database down, that would

@@ -16,6 +16,9 @@ answers as that server does, so the service takes the same path on both: ``watch
 with the server's error (no change streams: the live feed is unavailable), and ``hello``
 reports no replica set (no transactions).
 
+Aggregation stages (in ``aggregate()`` and in pipeline updates): ``$unset`` is added, and
+``$set``/``$addFields`` evaluate the elements of an array as MongoDB does.
+
 Known mock-only limits (not shimmed): sessions/transactions, ``$text``,
 ``$lookup`` with ``let``/``pipeline`` (so Beanie ``fetch_links`` over Link fields), other
 aggregation stages mongomock lacks, ``Database.aggregate``/``list_collections`` (still
@@ -24,6 +27,7 @@ Motor-style), ``Collection.with_options`` (returns a sync mongomock collection),
 
 from typing import Any, cast
 
+from mongomock import aggregate as _aggregate
 from mongomock.collection import BulkOperationBuilder
 from mongomock.command_cursor import CommandCursor
 from mongomock_motor import (
@@ -203,6 +207,45 @@ class _Client(_ClientBase):  # type: ignore[misc]
     # pymongo async: ``await client.close()``; mongomock's close() is a sync no-op.
     async def close(self) -> None:
         return None
+
+
+# Aggregation stages, in `aggregate()` and in updates with a pipeline. Mongomock's handlers are
+# module-level functions in a table, so they are replaced there (once, at import).
+_add_fields_stage: Any = _aggregate._handle_add_fields_stage
+_project_stage: Any = _aggregate._handle_project_stage
+_parse_expression: Any = _aggregate._parse_expression
+
+
+def _set_stage(documents: list[_Doc], database: Any, options: _Doc) -> list[_Doc]:
+    """`$set`/`$addFields` where a value is an array: MongoDB evaluates its elements as
+    expressions (`["$owner_id"]` is an array holding the owner id); mongomock stores the
+    array as written."""
+    arrays = {field: value for field, value in options.items() if isinstance(value, list)}
+    if any("." in field for field in arrays):
+        raise NotImplementedError("mongomock shim: an array set into an embedded field")
+    others = {field: value for field, value in options.items() if field not in arrays}
+    out: list[_Doc] = (
+        _add_fields_stage(documents, database, others)
+        if others
+        else [dict(document) for document in documents]
+    )
+    for document, changed in zip(documents, out, strict=True):
+        for field, items in arrays.items():
+            changed[field] = [_parse_expression(item, document) for item in items]
+    return out
+
+
+def _unset_stage(documents: list[_Doc], database: Any, fields: str | list[str]) -> list[_Doc]:
+    """`$unset` (mongomock has none): what MongoDB defines it as, a `$project` excluding the
+    fields."""
+    names = [fields] if isinstance(fields, str) else fields
+    out: list[_Doc] = _project_stage(documents, database, dict.fromkeys(names, 0))
+    return out
+
+
+_aggregate._PIPELINE_HANDLERS.update(
+    {"$set": _set_stage, "$addFields": _set_stage, "$unset": _unset_stage}
+)
 
 
 def mock_client() -> AsyncMongoClient[_Doc]:

@@ -18,8 +18,6 @@ class User(Document):
     lname: str
     hashed_password: str
     created_at: datetime = Field(default_factory=utc_now)
-    # How many live todos the user has: kept by the todos store so MAX_TODOS_PER_USER is atomic.
-    todo_count: int = 0
 
     class Settings:
         name = "users"

@@ -135,13 +135,15 @@ PASSWORD_CHECKED = error_responses(Unauthorized, BadRequest, TooManyRequests)
     responses=error_responses(Conflict, TooManyRequests),
 )
 async def create_user(
-    body: UserCreate, passwords: PasswordHasherDep, _limit: SignupLimit
+    body: UserCreate, passwords: PasswordHasherDep, clock: ClockDep, _limit: SignupLimit
 ) -> UserPublic:
-    """Create an account; the email is stored normalised (NFKC, lower-case), and if taken → 409.
+    """Create an account, with its default list "Inbox"; the email is stored normalised (NFKC,
+    lower-case), and if taken → 409.
 
     Signups are limited per client address (SIGNUP_MAX_PER_IP per SIGNUP_WINDOW_SECONDS).
     """
-    return UserPublic.from_document(await service.sign_up(new=body, passwords=passwords))
+    user = await service.sign_up(new=body, passwords=passwords, now=clock())
+    return UserPublic.from_document(user)
 
 
 @users_router.get("/me", summary="Current user", responses=error_responses(Unauthorized))
@@ -214,7 +216,9 @@ async def delete_me(
     clock: ClockDep,
     ip: ClientIP,
 ) -> None:
-    """Delete your account with all its todos and sessions; the email is free again after."""
+    """Delete your account with all its lists and their todos, its memberships of other
+    people's lists, its invitations (sent and received) and its sessions; the email is free
+    again after. The members of your lists see them removed."""
     await service.delete_account(
         user=user,
         password=body.password,

@@ -24,7 +24,7 @@ from service.accounts.tokens import (
 )
 from service.config import Settings
 from service.core.store import id_of
-from service.errors import BadRequest, Unauthorized
+from service.errors import BadRequest, Conflict, Unauthorized
 from service.events import service as events
 from service.lists import service as lists
 from service.todos import service as todos
@@ -139,16 +139,29 @@ async def check_current_password(
         raise BadRequest(INCORRECT_PASSWORD)
 
 
-async def sign_up(*, new: UserCreate, passwords: PasswordHasher) -> User:
-    """Store a new user with the password hashed; Conflict if the email is taken."""
-    user = await store.create_user(
-        email=new.email,
-        fname=new.fname,
-        lname=new.lname,
-        hashed_password=await passwords.hash(new.password),
-    )
-    await lists.create_default_list(user_id=id_of(user), now=user.created_at)
-    return user
+async def sign_up(*, new: UserCreate, passwords: PasswordHasher, now: datetime) -> User:
+    """Store a new user with the password hashed, and their default list; Conflict if the
+    email is taken.
+
+    The default list (whose id is the user's) is made first, with the id the user is then
+    stored with: a crash between the two leaves a list nobody can see, never a user without
+    a default list. If the email is taken, the list goes again.
+    """
+    hashed_password = await passwords.hash(new.password)
+    user_id = PydanticObjectId()
+    await lists.create_default_list(user_id=user_id, now=now)
+    try:
+        return await store.create_user(
+            user_id=user_id,
+            email=new.email,
+            fname=new.fname,
+            lname=new.lname,
+            hashed_password=hashed_password,
+            now=now,
+        )
+    except Conflict:
+        await lists.discard_default_list(user_id=user_id)
+        raise
 
 
 async def update_account(
@@ -223,18 +236,11 @@ async def delete_account(
     await check_current_password(
         user=user, password=password, passwords=passwords, settings=settings, ip=ip, now=now
     )
-    await delete_everything_of(user_id=id_of(user))
+    await delete_everything_of(user_id=id_of(user), email=user.email, now=now)
 
 
-async def delete_everything_of(*, user_id: PydanticObjectId) -> None:
-    """Delete the user with everything of theirs; in a transaction where the server has them.
-
-    Sessions, event tickets, idempotency records (they hold a copy of each todo created with
-    a key), todos, then the user. Without transactions (a standalone server), sessions go
-    first, so the user's tokens stop working at once, and the user last, so an interrupted
-    deletion leaves an account that can log in and delete itself again rather than todos
-    nobody owns.
-    """
+async def delete_everything_of(*, user_id: PydanticObjectId, email: str, now: datetime) -> None:
+    """Delete the user with everything of theirs; in a transaction where the server has them."""
 
     async def steps(session: AsyncClientSession | None) -> None:
         await store.delete_sessions_of(user_id=user_id, session=session)

@@ -29,9 +29,24 @@ from service.errors import Conflict
 
 
 @budgeted
-async def create_user(*, email: str, fname: str, lname: str, hashed_password: str) -> User:
-    """Insert a user; Conflict if the (normalised) email is taken."""
-    user = User(email=email, fname=fname, lname=lname, hashed_password=hashed_password)
+async def create_user(
+    *,
+    user_id: PydanticObjectId,
+    email: str,
+    fname: str,
+    lname: str,
+    hashed_password: str,
+    now: datetime,
+) -> User:
+    """Insert a user with this id; Conflict if the (normalised) email is taken."""
+    user = User(
+        id=user_id,
+        email=email,
+        fname=fname,
+        lname=lname,
+        hashed_password=hashed_password,
+        created_at=now,
+    )
     try:
         # The unique index decides: a check-then-insert would race with a parallel signup.
         await user.insert()

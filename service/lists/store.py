@@ -7,12 +7,14 @@ taken by the todos store through reserve_todo_slot).
 """
 
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from service.core.budget import budgeted
 from service.core.clock import utc_now
@@ -149,3 +151,125 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
     await _lists().update_one(
         {"_id": list_id, "todo_count": {"$gte": count}}, {"$inc": {"todo_count": -count}}
     )
+
+
+# ---- Accounts and the startup migration (accounts+migration helper) ----
+
+DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultListOwner:
+    """A user stored before lists existed, as the startup migration gives them a default list."""
+
+    user_id: PydanticObjectId
+    todo_count: int  # their live todos, which move into it
+    created_at: datetime  # the list's: the user's own
+
+
+def _ignore_duplicates(error: BulkWriteError) -> None:
+    """Re-raise a bulk insert's error unless every failure is a duplicate key."""
+    if any(failure["code"] != DUPLICATE_KEY for failure in error.details["writeErrors"]):
+        raise error
+
+
+@budgeted
+async def create_default_lists(*, owners: list[DefaultListOwner]) -> None:
+    """create_default_list for many users in two round trips (the startup migration's): each
+    user's default list and owner membership, unless they exist."""
+    if not owners:
+        return
+    stored_lists = [
+        TodoList(
+            id=owner.user_id,
+            owner_id=owner.user_id,
+            name=DEFAULT_LIST_NAME,
+            is_default=True,
+            todo_count=owner.todo_count,
+            created_at=owner.created_at,
+            updated_at=owner.created_at,
+        ).model_dump(by_alias=True)
+        for owner in owners
+    ]
+    memberships = [
+        _membership(owner.user_id, owner.user_id, Role.OWNER, owner.created_at) for owner in owners
+    ]
+    # Unordered: a duplicate (another worker got there first) doesn't stop the rest.
+    for collection, documents in ((_lists(), stored_lists), (_memberships(), memberships)):
+        try:
+            await collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            _ignore_duplicates(error)
+
+
+@budgeted
+async def discard_default_list(*, user_id: PydanticObjectId) -> None:
+    """Remove a default list made for a user who was then not stored (their email was taken):
+    nobody ever saw its id."""
+    await _memberships().delete_many({"list_id": user_id})
+    await _lists().delete_many({"_id": user_id, "owner_id": user_id, "is_default": True})
+
+
+@budgeted
+async def delete_lists_of(*, user_id: PydanticObjectId, now: datetime) -> list[PydanticObjectId]:
+    """Delete every list the user owns (as tombstones, version bumped, so that lists sync reports
+    them) and end every membership of them (so their members can no longer read them); the ids
+    of every list the user owns, those deleted before included.
+
+    Safe to repeat: an interrupted account deletion run again finds the same lists, so that
+    its caller can finish deleting their todos.
+    """
+    owned = await _lists().find({"owner_id": user_id}, {"_id": 1}).to_list(None)
+    list_ids: list[PydanticObjectId] = [document["_id"] for document in owned]
+    if not list_ids:
+        return []
+    # Lists first: a todo slot can't be taken in a deleted list (reserve_todo_slot), so no
+    # todo is added to them from here on.
+    await _lists().update_many(
+        {"_id": {"$in": list_ids}, **LIVE},
+        {"$set": {"deleted_at": now, "updated_at": now}, "$inc": {"version": 1}},
+    )
+    await _memberships().update_many(
+        {"list_id": {"$in": list_ids}, "removed_at": None},
+        {"$set": {"removed_at": now, "updated_at": now}},
+    )
+    return list_ids
+
+
+@budgeted
+async def leave_all_lists(
+    *, user_id: PydanticObjectId, now: datetime, session: AsyncClientSession | None = None
+) -> int:
+    """End the user's memberships of lists they don't own: each membership becomes a tombstone
+    and its list loses a member (member count, version and updated_at, so that its other
+    members see the change). In `session`'s transaction if given. How many they left.
+
+    Membership by membership, each one's end decides its list's count (a retry or a parallel
+    removal can't take a member off twice); without a transaction, a crash between the two
+    writes leaves that list's count one high (stricter, never looser).
+    """
+    memberships = (
+        await _memberships()
+        .find(
+            {"user_id": user_id, "removed_at": None, "role": {"$ne": Role.OWNER}},
+            {"list_id": 1},
+            session=session,
+        )
+        .to_list(None)
+    )
+    left = 0
+    for membership in memberships:
+        ended = await _memberships().update_one(
+            {"_id": membership["_id"], "removed_at": None},
+            {"$set": {"removed_at": now, "updated_at": now}},
+            session=session,
+        )
+        if ended.modified_count != 1:
+            continue
+        left += 1
+        await _lists().update_one(
+            {"_id": membership["list_id"], "member_count": {"$gt": 1}},
+            {"$inc": {"member_count": -1, "version": 1}, "$set": {"updated_at": now}},
+            session=session,
+        )
+    return left

@@ -11,6 +11,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from service.accounts import service as account_service
 from service.accounts.models import Session, User
+from service.core.clock import utc_now
 from service.db import MongoDatabase, supports_transactions
 from service.events.models import EventTicket
 from service.todos.models import IdempotencyKey, Todo
@@ -348,7 +349,9 @@ async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
     monkeypatch.setattr(AsyncCollection, "delete_many", failing_on_users)
     user_id = PydanticObjectId(account.id)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        await account_service.delete_everything_of(user_id=user_id)
+        await account_service.delete_everything_of(
+            user_id=user_id, email=account.email, now=utc_now()
+        )
     monkeypatch.undo()
     # Rolled back: what was deleted before the failure is all still there.
     assert await Session.find({"user_id": user_id}).count() == 1
