@@ -80,12 +80,12 @@ async def migrate(database: MongoDatabase, *, now: datetime) -> None:
     done = database[MIGRATIONS_COLLECTION]
     if await done.find_one({"_id": LISTS_MIGRATION}) is not None:
         return
-    await migrate_to_lists(database)
+    await migrate_to_lists(database, now=now)
     with contextlib.suppress(DuplicateKeyError):  # another worker finished it too
         await done.insert_one({"_id": LISTS_MIGRATION, "completed_at": now})
 
 
-async def migrate_to_lists(database: MongoDatabase) -> None:
+async def migrate_to_lists(database: MongoDatabase, *, now: datetime) -> None:
     """Lists (issue 12), in an order a crash can stop anywhere:
 
     1. every user without a default list gets one, counting their live todos, then loses the
@@ -95,7 +95,7 @@ async def migrate_to_lists(database: MongoDatabase) -> None:
     3. idempotency records' answers gain the list_id and created_by a create now answers;
     4. the old owner_id indexes of todos are dropped (step 1 counted by owner_id with them).
     """
-    users = await give_users_default_lists(database)
+    users = await give_users_default_lists(database, now=now)
     todos = await _update_in_batches(database[Todo.Settings.name], OLD_TODO, INTO_DEFAULT_LIST)
     await _update_in_batches(
         database[IdempotencyKey.Settings.name], OLD_ANSWER, ANSWER_IN_DEFAULT_LIST
@@ -111,7 +111,7 @@ async def migrate_to_lists(database: MongoDatabase) -> None:
         )
 
 
-async def give_users_default_lists(database: MongoDatabase) -> int:
+async def give_users_default_lists(database: MongoDatabase, *, now: datetime) -> int:
     """Step 1: a default list (and owner membership) for every user without one; how many.
 
     Users are picked by the absence of their default list (its id is theirs), not by the old
@@ -135,10 +135,10 @@ async def give_users_default_lists(database: MongoDatabase) -> int:
     async for user in await users.aggregate(without_list, batchSize=BATCH_SIZE):
         batch.append(user)
         if len(batch) == BATCH_SIZE:
-            given += await _give_default_lists(database, batch)
+            given += await _give_default_lists(database, batch, now=now)
             batch = []
     if batch:
-        given += await _give_default_lists(database, batch)
+        given += await _give_default_lists(database, batch, now=now)
     # Only once every user has a list: the counter now lives on it.
     await _update_in_batches(
         users, {"todo_count": {"$exists": True}}, {"$unset": {"todo_count": ""}}
@@ -146,10 +146,13 @@ async def give_users_default_lists(database: MongoDatabase) -> int:
     return given
 
 
-async def _give_default_lists(database: MongoDatabase, users: list[StoredDocument]) -> int:
+async def _give_default_lists(
+    database: MongoDatabase, users: list[StoredDocument], *, now: datetime
+) -> int:
     """Default lists for these users, each counting its owner's live todos (they are all about
-    to move into it). Counted rather than copied from `users.todo_count`: exact even where the
-    old counter was one high after a crash, or missing."""
+    to move into it), made when the user was (`now` for a user stored without created_at).
+    Counted rather than copied from `users.todo_count`: exact even where the old counter was
+    one high after a crash, or missing."""
     ids = [user["_id"] for user in users]
     counts = {
         counted["_id"]: counted["todos"]
@@ -165,7 +168,7 @@ async def _give_default_lists(database: MongoDatabase, users: list[StoredDocumen
             lists.DefaultListOwner(
                 user_id=PydanticObjectId(user["_id"]),
                 todo_count=counts.get(user["_id"], 0),
-                created_at=user["created_at"],
+                created_at=user.get("created_at") or now,
             )
             for user in users
         ]

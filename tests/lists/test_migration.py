@@ -192,11 +192,11 @@ async def test_the_migration_gives_old_users_a_default_list_and_moves_their_todo
 async def test_the_migration_run_again_changes_nothing(database: MongoDatabase) -> None:
     old = await seed_old_data(database)
     await init_db(database)
-    await migrate_to_lists(database)
+    await migrate_to_lists(database, now=NOW)
     before = await _snapshot(database)
     # Past the done marker, and also the steps themselves run again.
     await migrate(database, now=NOW)
-    await migrate_to_lists(database)
+    await migrate_to_lists(database, now=NOW)
     assert await _snapshot(database) == before
     await assert_migrated(database, old)
 
@@ -216,17 +216,17 @@ async def test_two_workers_migrating_at_once_make_one_of_everything(
 async def _some_lists_made(database: MongoDatabase) -> None:
     """Interrupted in step 1: one batch of default lists made, todo_count still there."""
     users = await database.users.find().sort("_id").limit(1).to_list(None)
-    await migrations._give_default_lists(database, users)
+    await migrations._give_default_lists(database, users, now=NOW)
 
 
 async def _step_one(database: MongoDatabase) -> None:
     """Interrupted after step 1 (every user has a default list, the todos haven't moved)."""
-    await migrations.give_users_default_lists(database)
+    await migrations.give_users_default_lists(database, now=NOW)
 
 
 async def _some_todos_moved(database: MongoDatabase) -> None:
     """Interrupted in step 2: one batch of todos moved."""
-    await migrations.give_users_default_lists(database)
+    await migrations.give_users_default_lists(database, now=NOW)
     batch = await database.todos.find({}, {"_id": 1}).limit(2).to_list(None)
     await database.todos.update_many(
         {"_id": {"$in": [todo["_id"] for todo in batch]}}, migrations.INTO_DEFAULT_LIST
@@ -235,7 +235,7 @@ async def _some_todos_moved(database: MongoDatabase) -> None:
 
 async def _before_the_marker(database: MongoDatabase) -> None:
     """Interrupted after the last step, before the done marker."""
-    await migrate_to_lists(database)
+    await migrate_to_lists(database, now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,7 @@ async def test_users_with_a_default_list_are_left_as_they_are(database: MongoDat
     (user_id,) = old.users
     # The list's count moves on with the user's todos; a later start doesn't reset it.
     await database.lists.update_one({"_id": user_id}, {"$set": {"todo_count": 7}})
-    await migrate_to_lists(database)
+    await migrate_to_lists(database, now=NOW)
     stored = await database.lists.find_one({"_id": user_id})
     assert stored is not None
     assert stored["todo_count"] == 7
