@@ -11,7 +11,7 @@ from service.core.budget import budgeted, unbudgeted
 from service.core.clock import utc_now
 from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableContent
 from service.todos import idempotency, store
-from service.todos.models import IdempotencyKey, StoredTodo
+from service.todos.models import IdempotencyKey, StoredTodo, Todo
 from service.todos.schemas import TodoPublic
 
 
@@ -149,3 +149,18 @@ async def _missing_or_changed(*, owner_id: PydanticObjectId, todo_id: PydanticOb
 # Called by accounts: account deletion (accounts/service.delete_everything_of) removes the
 # owner's todos and their idempotency records in its transaction.
 delete_todos_of = store.delete_todos_of
+
+
+# lists: tombstones a deleted list's todos
+@budgeted
+async def delete_todos_in_list(*, list_id: PydanticObjectId) -> None:
+    """Delete (as tombstones, for delta sync and the feed) every live todo of the list."""
+    now = utc_now()
+    await Todo.get_pymongo_collection().update_many(
+        {"list_id": list_id, **store.LIVE},
+        {
+            "$set": {"deleted_at": now, "updated_at": now},
+            "$inc": {"version": 1},
+            "$unset": dict.fromkeys(store.TOMBSTONE_DROPS, ""),
+        },
+    )
