@@ -178,12 +178,7 @@ async def reserve_invitation_slot(
     one. Conflict when `max_pending` unexpired slots are taken; NotFound if the list is gone.
     """
     for _ in range(_SLOT_ROUNDS):
-        refreshed = await _lists().update_one(
-            {"_id": list_id, **LIVE, f"{_SLOTS}.key": key},
-            {"$set": {f"{_SLOTS}.$.expires_at": expires_at}},
-        )
-        if refreshed.matched_count == 1:
-            return
+        # A new email first: the common case, one round trip.
         taken = await _lists().update_one(
             {
                 "_id": list_id,
@@ -194,6 +189,12 @@ async def reserve_invitation_slot(
             {"$push": {_SLOTS: {"key": key, "expires_at": expires_at}}},
         )
         if taken.modified_count == 1:
+            return
+        refreshed = await _lists().update_one(
+            {"_id": list_id, **LIVE, f"{_SLOTS}.key": key},
+            {"$set": {f"{_SLOTS}.$.expires_at": expires_at}},
+        )
+        if refreshed.matched_count == 1:
             return
         dropped = await _lists().update_one(
             {"_id": list_id, **LIVE}, {"$pull": {_SLOTS: {"expires_at": {"$lte": now}}}}
