@@ -42,6 +42,7 @@ from service.events.feed import ChangeFeed
 from service.events.routes import router as events_router
 from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
+from service.invitations.routes import router as invitations_router
 from service.lists import store as list_store
 from service.lists.routes import router as lists_router
 from service.todos import store as todo_store
@@ -173,6 +174,7 @@ def create_app(
         todos_router,
         lists_router,
         sessions_router,
+        invitations_router,
     ):
         app.include_router(router, prefix="/api")
     _document_operational_errors(app)

@@ -17,6 +17,7 @@ from service.errors import (
     Unauthorized,
     error_responses,
 )
+from service.invitations import service as invitations
 from service.lists import listing, service
 from service.lists.deps import OBJECT_ID_PATTERN, CurrentCaller, OwnedList, ReadableList
 from service.lists.schemas import (
@@ -135,6 +136,8 @@ async def delete_list(access: OwnedList, versions: IfMatch) -> None:
     member sees it as removed in lists sync. Your default list can't be deleted (409).
     With `If-Match`, only if the list is still at that ETag (else 412)."""
     await service.delete_list(caller=access.caller, list_id=access.list_id, versions=versions)
+    # Its pending invitations can't be accepted any more (404): they go too.
+    await invitations.delete_invitations_of_list(list_id=access.list_id)
 
 
 @router.get(

@@ -220,3 +220,11 @@ async def transfer_list(
     )
     await store.release_list_slot(user_id=caller.user_id)
     return await read_list(caller=caller, list_id=list_id, role=Role.EDITOR)
+
+
+# ---- For invitations (issue 12, written with the invitations feature) ----------------------
+# MAX_PENDING_INVITATIONS: a slot per pending invitation, taken on the list (store.py).
+reserve_invitation_slot = store.reserve_invitation_slot
+release_invitation_slot = store.release_invitation_slot
+# "Inviting an existing member is a 409", checked among the list's members only.
+has_member_with_email = store.has_member_with_email

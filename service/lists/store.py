@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -18,10 +19,12 @@ from service.accounts.models import User
 from service.core.budget import budgeted
 from service.core.clock import utc_now
 from service.core.store import StoredDocument, ensure_ttl_index
-from service.errors import Conflict
+from service.errors import Conflict, NotFound
+from service.lists.access import LIST_NOT_FOUND
 from service.lists.models import DEFAULT_LIST_NAME, Membership, Role, TodoList
 
 LIVE: dict[str, Any] = {"deleted_at": None}
+_USERS = User.Settings.name
 
 
 def _lists() -> AsyncCollection[StoredDocument]:
@@ -481,3 +484,106 @@ async def ensure_tombstone_ttls(*, retention: timedelta) -> None:
     await ensure_ttl_index(
         _memberships(), name=MEMBERSHIP_TOMBSTONE_TTL_INDEX, field="removed_at", after=retention
     )
+
+
+# ---- For invitations (issue 12, written with the invitations feature) ----------------------
+# A list's pending invitations hold slots in its `pending_invitations` (lists/models.py), one
+# per invited email, each with its invitation's expiry: MAX_PENDING_INVITATIONS is taken by one
+# conditional update (no `max`-th entry yet), never a count of invitations then an insert.
+# Expired entries are dropped only when the list is full; a slot whose invitation is gone
+# (accepted, declined, revoked, expired) before its release only makes the limit stricter
+# until the slot's expiry.
+
+_SLOTS = "pending_invitations"
+# Each round refreshes or takes the email's slot, or drops expired ones; a round only fails
+# to when another request changed the slots meanwhile.
+_SLOT_ROUNDS = 3
+
+
+@budgeted
+async def reserve_invitation_slot(
+    *, list_id: PydanticObjectId, key: str, expires_at: datetime, max_pending: int, now: datetime
+) -> None:
+    """Hold a pending invitation slot of the live list for `key` (an invited email) until
+    `expires_at`: the email's slot if it has one (a re-invite: its expiry moves), else a new
+    one. Conflict when `max_pending` unexpired slots are taken; NotFound if the list is gone.
+    """
+    for _ in range(_SLOT_ROUNDS):
+        # A new email first: the common case, one round trip.
+        taken = await _lists().update_one(
+            {
+                "_id": list_id,
+                **LIVE,
+                f"{_SLOTS}.key": {"$ne": key},
+                f"{_SLOTS}.{max_pending - 1}": {"$exists": False},
+            },
+            {"$push": {_SLOTS: {"key": key, "expires_at": expires_at}}},
+        )
+        if taken.modified_count == 1:
+            return
+        refreshed = await _lists().update_one(
+            {"_id": list_id, **LIVE, f"{_SLOTS}.key": key},
+            {"$set": {f"{_SLOTS}.$.expires_at": expires_at}},
+        )
+        if refreshed.matched_count == 1:
+            return
+        dropped = await _lists().update_one(
+            {"_id": list_id, **LIVE}, {"$pull": {_SLOTS: {"expires_at": {"$lte": now}}}}
+        )
+        if dropped.matched_count == 0:
+            raise NotFound(LIST_NOT_FOUND)
+        if dropped.modified_count == 0 and not await _has_slot(list_id, key):
+            break  # full of unexpired slots
+        # Expired slots were dropped, or the email's slot appeared meanwhile: again.
+    raise Conflict(
+        f"This list has {max_pending} pending invitations, the most it may have; "
+        "revoke some or wait for them to be answered."
+    )
+
+
+async def _has_slot(list_id: PydanticObjectId, key: str) -> bool:
+    return await _lists().find_one({"_id": list_id, f"{_SLOTS}.key": key}, {"_id": 1}) is not None
+
+
+@budgeted
+async def release_invitation_slot(
+    *,
+    list_id: PydanticObjectId,
+    key: str,
+    expires_at: datetime,
+    session: AsyncClientSession | None = None,
+) -> None:
+    """Free the slot of an invitation that is gone (answered, revoked, deleted with an
+    account). Only the slot with that very expiry: a re-invite of the same email since has
+    moved it, and keeps it."""
+    await _lists().update_one(
+        {"_id": list_id},
+        {"$pull": {_SLOTS: {"key": key, "expires_at": expires_at}}},
+        session=session,
+    )
+
+
+@budgeted
+async def has_member_with_email(*, list_id: PydanticObjectId, email: str) -> bool:
+    """Whether a live member of the list has this (normalised) email.
+
+    Looks among the list's members only (at most MAX_LIST_MEMBERS lookups by _id), never up
+    the email among all users: it costs the same whether or not the email has an account.
+    """
+    found = await _memberships().aggregate(
+        [
+            {"$match": {"list_id": list_id, "removed_at": None}},
+            {
+                "$lookup": {
+                    "from": _USERS,
+                    "localField": "user_id",
+                    "foreignField": "_id",
+                    "as": "u",
+                }
+            },
+            {"$match": {"u.email": email}},
+            {"$limit": 1},
+            {"$project": {"_id": 1}},
+        ]
+    )
+    return bool(await found.to_list(1))
