@@ -9,6 +9,7 @@ import pytest
 from beanie import PydanticObjectId
 from httpx import AsyncClient
 
+from service.invitations.models import Invitation
 from service.lists.models import Membership, TodoList
 from tests.invitations.conftest import (
     NOT_AN_INVITATION,
@@ -458,6 +459,18 @@ async def test_an_invitation_to_a_deleted_list_is_gone(
         assert response.status_code == 404
         assert response.json() == {"detail": "Invitation not found"}
     assert await membership(list_id, bob) is None
+
+
+async def test_deleting_a_list_deletes_its_pending_invitations(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    list_id = await make_list(alice)
+    await invited(client, alice, list_id, bob.email)
+    await invited(client, alice, alice.id, bob.email)  # another list's stays
+    response = await client.delete(f"/api/lists/{list_id}", headers=alice.headers)
+    assert response.status_code == 204, response.text
+    left = await Invitation.get_pymongo_collection().find({}).to_list(None)
+    assert [str(found["list_id"]) for found in left] == [alice.id]
 
 
 async def test_accepting_as_a_member_already_is_a_conflict_and_spends_the_invitation(
