@@ -42,6 +42,9 @@ from service.events.feed import ChangeFeed
 from service.events.routes import router as events_router
 from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
+from service.invitations.routes import router as invitations_router
+from service.lists import store as list_store
+from service.lists.routes import router as lists_router
 from service.todos import store as todo_store
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
@@ -74,9 +77,9 @@ class AppState(TypedDict):
 
 async def _ensure_setting_indexes(settings: Settings) -> None:
     """Indexes whose options come from settings (Beanie's can't)."""
-    await todo_store.ensure_tombstone_ttl(
-        retention=timedelta(days=settings.tombstone_retention_days)
-    )
+    retention = timedelta(days=settings.tombstone_retention_days)
+    await todo_store.ensure_tombstone_ttl(retention=retention)
+    await list_store.ensure_tombstone_ttls(retention=retention)
 
 
 @asynccontextmanager
@@ -169,7 +172,9 @@ def create_app(
         # Before todos: /todos/events would otherwise match /todos/{todo_id}.
         events_router,
         todos_router,
+        lists_router,
         sessions_router,
+        invitations_router,
     ):
         app.include_router(router, prefix="/api")
     _document_operational_errors(app)
