@@ -42,6 +42,7 @@ from service.events.feed import ChangeFeed
 from service.events.routes import router as events_router
 from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
+from service.lists.models import Membership, TodoList
 from service.todos import store as todo_store
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
@@ -87,7 +88,12 @@ async def _started(state: AppState) -> AsyncIterator[None]:
         logger.info("deleted %d sessions from before random session ids", dropped)
     # One change stream per worker process, shared by every event stream; closed on exit.
     feed = state["feed"]
-    await feed.start(Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection())
+    await feed.start(
+        Todo.get_pymongo_collection(),
+        sessions=Session.get_pymongo_collection(),
+        memberships=Membership.get_pymongo_collection(),
+        lists=TodoList.get_pymongo_collection(),
+    )
     try:
         with streams_end_on_exit_signal(feed):
             yield

@@ -149,3 +149,16 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
     await _lists().update_one(
         {"_id": list_id, "todo_count": {"$gte": count}}, {"$inc": {"todo_count": -count}}
     )
+
+
+# ---- for the change feed (events); added by the feed helper, other helpers append too ----
+
+
+@budgeted
+async def membership_by_id(*, membership_id: Any) -> StoredDocument | None:
+    """A membership's list, user and role by its id, tombstone or not; None if there is none
+    (the feed reads it when a membership changes: an update's description lacks them)."""
+    found: StoredDocument | None = await _memberships().find_one(
+        {"_id": membership_id}, projection={"list_id": 1, "user_id": 1, "role": 1}
+    )
+    return found
