@@ -240,10 +240,9 @@ async def test_a_catch_up_tells_the_changes_of_every_readable_list_and_departure
     async with started_feed() as feed:
         viewer = feed.subscribe(PydanticObjectId(), lists=[LIST, shared])
         assert viewer.token is not None
-        mine, theirs, hidden = new_todo(LIST, "mine"), new_todo(shared, "shared"), None
-        await Todo.insert_many([mine, theirs])
-        hidden = new_todo(strangers, "a stranger's")
-        await hidden.insert()
+        theirs = new_todo(shared, "shared")
+        for todo in (new_todo(LIST, "mine"), theirs, new_todo(strangers, "a stranger's")):
+            await todo.insert()
         # Moved out of the viewer's lists: told as deleted from the list it left.
         await Todo.get_pymongo_collection().update_one(
             {"_id": theirs.id},
