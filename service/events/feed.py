@@ -26,7 +26,7 @@ import contextvars
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -519,9 +519,10 @@ class ChangeFeed:
             self._token = event["_id"]
             # Most changes have no subscriber in this worker: don't build what nobody reads.
             if self._loading or self._concerns_anyone(event):
-                todo_event = TodoEvent.of(event)
-                if todo_event is not None:
-                    self._dispatch(todo_event)
+                with _skipped_if_unreadable(event):
+                    todo_event = TodoEvent.of(event)
+                    if todo_event is not None:
+                        self._dispatch(todo_event)
 
     def _concerns_anyone(self, event: Mapping[str, Any]) -> bool:
         """Whether a subscriber reads the todo's list, or the list a move took it out of."""
@@ -592,7 +593,8 @@ class ChangeFeed:
                     self._control_stream = await self._open_control()
                 event = await self._control_stream.try_next()
                 if event is not None:
-                    await self._on_control(event)
+                    with _skipped_if_unreadable(event):
+                        await self._on_control(event)
             except PyMongoError as exc:
                 logger.warning("control stream failed, resuming in %ss: %s", RETRY_DELAY, exc)
                 await _close_quietly(self._control_stream)
@@ -740,6 +742,19 @@ class ChangeFeed:
         task = _in_empty_context(_quietly(call))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+
+
+@contextlib.contextmanager
+def _skipped_if_unreadable(event: Mapping[str, Any]) -> Iterator[None]:
+    """A change the feed can't make sense of (a document of an unexpected shape) is logged
+    and skipped: failing the task would end the feed, revocations included, for everyone.
+    Database errors go on up (the stream resumes before the change)."""
+    try:
+        yield
+    except PyMongoError:
+        raise
+    except Exception:
+        logger.exception("feed skipped a change it could not read: %s", event.get("_id"))
 
 
 def _discard(index: dict[Any, set[Subscription]], key: Any, subscription: Subscription) -> None:

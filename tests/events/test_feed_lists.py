@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from beanie import PydanticObjectId
+from pymongo.errors import OperationFailure
 
 from service.accounts.models import Session
 from service.core.clock import utc_now
@@ -259,6 +260,72 @@ async def test_a_revoked_or_deleted_session_ends_its_streams() -> None:
     await feed._on_control(control_event("sessions", "delete", "s2"))
     assert [queued(stream) for stream in streams] == [[None], [None], []]
     assert [stream.revoked for stream in streams] == [True, True, False]
+
+
+class ForgetfulDatabase:
+    """A database whose change streams can't resume (their history is gone)."""
+
+    def __init__(self) -> None:
+        self.opened: list[Any] = []
+
+    async def watch(self, pipeline: list[dict[str, Any]], **options: Any) -> str:
+        if options.get("resume_after") is not None:
+            raise OperationFailure("history lost", code=286)
+        self.opened.append(options)
+        return "a stream from now on"
+
+
+async def test_a_control_stream_that_cant_resume_ends_every_stream_and_starts_afresh() -> None:
+    feed = control_feed()
+    database = ForgetfulDatabase()
+    feed._database = database  # type: ignore[assignment]  # only watch() is called
+    feed._control_token = {"_data": "82CC"}
+    streams = [feed.subscribe(user, lists=[user]) for user in (ALICE, BOB)]
+    opened: Any = await feed._open_control()
+    assert opened == "a stream from now on"
+    # What changed while it was away is lost: every client reconnects (session checked, lists
+    # read again) with Last-Event-ID.
+    assert [queued(stream) for stream in streams] == [[None], [None]]
+    assert feed.subscriber_count == 0
+    assert feed._control_token is None
+    assert database.opened == [{"max_await_time_ms": 500}]
+
+
+class ScriptedStream:
+    """A control stream that delivers the given events, then waits."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self._events = events
+        self.alive = True
+        self.resume_token: dict[str, str] = {"_data": "82CC"}
+
+    async def try_next(self) -> dict[str, Any] | None:
+        if self._events:
+            return self._events.pop(0)
+        await asyncio.sleep(0.01)
+        return None
+
+    async def close(self) -> None:
+        self.alive = False
+
+
+async def test_a_change_the_feed_cant_read_is_logged_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = control_feed()
+    stream = feed.subscribe(BOB, "s1", lists=[BOB])
+    malformed = control_event("memberships", "insert", PydanticObjectId(), document={"role": 1})
+    revoked = control_event("sessions", "delete", "s1")
+    feed._control_stream = ScriptedStream([malformed, revoked])  # type: ignore[assignment]  # duck-typed
+    task = asyncio.create_task(feed._watch_control())
+    try:
+        # The control task goes on: the revocation after it still ends the stream.
+        assert await asyncio.wait_for(stream.queue.get(), 5) is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert stream.revoked
+    assert "could not read" in caplog.text
 
 
 # ---- on the real change streams ----
