@@ -89,6 +89,8 @@ class TodoEvent:
         list_id = PydanticObjectId(document["list_id"])
         if updated.get("deleted_at") is not None:
             return cls("deleted", token, cluster_time, document, updated, list_id)
+        if event["operationType"] == "replace":
+            return cls._replaced(token, cluster_time, document, list_id)
         if document.get("deleted_at") is not None:
             return None  # deleted since: the deletion's own event follows
         if event["operationType"] == "insert":
@@ -98,6 +100,25 @@ class TodoEvent:
             target = PydanticObjectId(updated["list_id"])
             return cls("updated", token, cluster_time, document, updated, list_id, target, left)
         return cls("updated", token, cluster_time, document, updated, list_id)
+
+    @classmethod
+    def _replaced(
+        cls,
+        token: str,
+        cluster_time: Timestamp | None,
+        document: Mapping[str, Any],
+        list_id: PydanticObjectId,
+    ) -> "TodoEvent":
+        """A whole new document, exact as of the change but without an update description:
+        MongoDB may log a pipeline update (a move is one) so. It may be the move that set
+        `moved_from`, or a later change: its readers who can't read the todo's list are told
+        it left theirs, which is at worst a deletion repeated of a todo they don't hold."""
+        if document.get("deleted_at") is not None:
+            return cls("deleted", token, cluster_time, document, {}, list_id)
+        left = _list_id(document.get("moved_from"))
+        if left is None or left == list_id:
+            return cls("updated", token, cluster_time, document, {}, list_id)
+        return cls("updated", token, cluster_time, document, {}, list_id, list_id, left)
 
     @property
     def lists(self) -> tuple[PydanticObjectId, ...]:
@@ -116,7 +137,9 @@ class TodoEvent:
         if self.target in readable:
             if self.target != self.list_id:
                 return None  # moved on since: that move's event tells them
-            return self._tell("updated" if left_readable else "created")
+            # From a list they couldn't read: new to them.
+            from_elsewhere = self.left is not None and not left_readable
+            return self._tell("created" if from_elsewhere else "updated")
         return self._tell("departed") if left_readable else None
 
     def _tell(self, how: str) -> Change:

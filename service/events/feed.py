@@ -457,6 +457,8 @@ class ChangeFeed:
                     "$or": [
                         {"fullDocument.list_id": {"$in": readable}},
                         {"updateDescription.updatedFields.moved_from": {"$in": readable}},
+                        # A move logged as a replacement (see changes.TodoEvent._replaced).
+                        {"operationType": "replace", "fullDocument.moved_from": {"$in": readable}},
                     ]
                 }
             },
@@ -528,8 +530,11 @@ class ChangeFeed:
         """Whether a subscriber reads the todo's list, or the list a move took it out of."""
         document = event.get("fullDocument") or {}
         updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
-        return (
-            document.get("list_id") in self._by_list or updated.get("moved_from") in self._by_list
+        # A replacement has no description: the list it names as left is in the document.
+        left = document.get("moved_from") if event["operationType"] == "replace" else None
+        return any(
+            list_id in self._by_list
+            for list_id in (document.get("list_id"), updated.get("moved_from"), left)
         )
 
     def _dispatch(self, todo_event: TodoEvent) -> None:

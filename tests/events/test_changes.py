@@ -160,6 +160,36 @@ def test_a_move_the_todo_has_moved_on_from_is_left_to_the_next_move() -> None:
     assert set(todo_event.lists) == {ELSEWHERE, SHARED}
 
 
+def test_a_move_logged_as_a_replacement_is_told_as_a_move() -> None:
+    # MongoDB may log a pipeline update (a move is one) as a whole new document.
+    replaced = read(event("replace", document(list_id=PRIVATE, moved_from=SHARED, version=2)))
+    departed = replaced.told({SHARED})
+    assert departed is not None
+    assert (departed.kind, departed.list_id, departed.data["version"]) == ("deleted", SHARED, 2)
+    arrived = replaced.told({PRIVATE})
+    assert arrived is not None
+    assert (arrived.kind, arrived.list_id) == ("created", PRIVATE)
+    both = replaced.told({SHARED, PRIVATE})
+    assert both is not None
+    assert both.kind == "updated"
+
+
+def test_a_replacement_of_a_todo_never_moved_is_updated() -> None:
+    replaced = read(event("replace", document(version=2)))
+    change = replaced.told({SHARED})
+    assert change is not None
+    assert change.kind == "updated"
+    assert replaced.told({PRIVATE}) is None
+
+
+def test_a_replacement_that_deletes_is_the_deletion() -> None:
+    # Exact as of the change (not a later post-image): its own tombstone.
+    replaced = read(event("replace", document(version=4, deleted_at=NOW)))
+    change = replaced.told({SHARED})
+    assert change is not None
+    assert (change.kind, change.data["version"], change.data["deleted"]) == ("deleted", 4, True)
+
+
 # ---- list events ----
 
 
