@@ -1,8 +1,8 @@
 """Seeding: a few requests through the API, then bulk inserts straight into the database.
 
-Users and todos are cloned from a *template* made through the API (one signup, one todo) and
-read back raw, so the bulk documents have exactly the shape the service writes, whatever
-fields the models gain.
+Users (with their default lists) and todos are cloned from a *template* made through the API
+(one signup, one todo) and read back raw, so the bulk documents have exactly the shape the
+service writes, whatever fields the models gain.
 """
 
 import json
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.database import Database
 
 PASSWORD = "bench password 123"
@@ -105,17 +106,33 @@ def create_users(
     template_email = f"{prefix}0@bench.example.com"
     template_id = sign_up_template(base_url, template_email)
     template = db.users.find_one({"_id": ObjectId(template_id)})
-    if template is None:
-        raise SeedError("the signed-up template user is not in the database")
+    # Signup made the user's default list (its id is the user's) and their owner membership.
+    template_list = db.lists.find_one({"_id": ObjectId(template_id)})
+    template_membership = db.memberships.find_one({"user_id": ObjectId(template_id)})
+    if template is None or template_list is None or template_membership is None:
+        raise SeedError("the signed-up template user (or its default list) is not in the database")
     accounts = [Account(email=template_email, id=template_id)]
     clones: list[dict[str, Any]] = []
+    lists: list[dict[str, Any]] = []
+    memberships: list[dict[str, Any]] = []
     for n in range(1, count):
         email = f"{prefix}{n}@bench.example.com"
         clone = {**template, "_id": ObjectId(), "email": email}
         clones.append(clone)
+        lists.append({**template_list, "_id": clone["_id"], "owner_id": clone["_id"]})
+        memberships.append(
+            {
+                **template_membership,
+                "_id": ObjectId(),
+                "list_id": clone["_id"],
+                "user_id": clone["_id"],
+            }
+        )
         accounts.append(Account(email=email, id=str(clone["_id"])))
     if clones:
         db.users.insert_many(clones, ordered=False)
+        db.lists.insert_many(lists, ordered=False)
+        db.memberships.insert_many(memberships, ordered=False)
     # Logins are hash-bound; the service runs a few at once, so a few threads keep it busy.
     with ThreadPoolExecutor(max_workers=4) as pool:
         tokens = list(pool.map(lambda a: log_in(base_url, a.email, deadline), accounts))
@@ -142,8 +159,16 @@ def todo_template(base_url: str, db: Database[dict[str, Any]], owner: Account) -
 
 
 def _clone_todos(template: dict[str, Any], owner_id: ObjectId, count: int) -> list[dict[str, Any]]:
+    """`count` todos of the owner's default list (whose id is the owner's)."""
     return [
-        {**template, "_id": ObjectId(), "owner_id": owner_id, "text": TODO_TEXT.format(n=n)}
+        {
+            **template,
+            "_id": ObjectId(),
+            "list_id": owner_id,
+            "created_by": owner_id,
+            "sync_lists": [owner_id],
+            "text": TODO_TEXT.format(n=n),
+        }
         for n in range(count)
     ]
 
@@ -155,14 +180,19 @@ def give_todos(
     per_owner: int,
     batch: int = 5000,
 ) -> None:
-    """Top every owner up to per_owner todos with bulk inserts; records their ids."""
+    """Top every owner up to per_owner todos with bulk inserts (and their default lists'
+    todo counts, as creates would); records their ids."""
     pending: list[dict[str, Any]] = []
+    counts: list[UpdateOne] = []
     for owner in owners:
         docs = _clone_todos(template, ObjectId(owner.id), per_owner - len(owner.todo_ids))
         owner.todo_ids.extend(str(doc["_id"]) for doc in docs)
         pending.extend(docs)
+        counts.append(UpdateOne({"_id": ObjectId(owner.id)}, {"$inc": {"todo_count": len(docs)}}))
     for start in range(0, len(pending), batch):
         db.todos.insert_many(pending[start : start + batch], ordered=False)
+    if counts:
+        db.lists.bulk_write(counts, ordered=False)
 
 
 @dataclass(frozen=True)

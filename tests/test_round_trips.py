@@ -26,7 +26,7 @@ from pymongo import AsyncMongoClient, monitoring
 from service.app import create_app
 from service.config import Settings
 from service.db import MongoDatabase
-from tests.utils import DEFAULT_PASSWORD, UserAccount, create_account, create_todo
+from tests.utils import DEFAULT_PASSWORD, UserAccount, create_account, create_list, create_todo
 
 pytestmark = pytest.mark.wire_only  # mongomock has no command monitoring
 
@@ -104,7 +104,10 @@ async def _user_with_todos(recorded: Recorded, count: int) -> tuple[UserAccount,
 
 
 # Every authenticated request: the session by _id, its user by _id in a $lookup, one round
-# trip; a logged-out session or a deleted account is refused on the very next request.
+# trip; a logged-out session or a deleted account is refused on the very next request. Routes
+# that need the caller's lists (every todo route) $lookup their memberships (by user_id) in the
+# same aggregate: which lists the caller may read or change costs no round trip of its own,
+# and a removed member is refused on the very next request too.
 AUTH: Command = ("aggregate", "sessions")
 
 
@@ -118,16 +121,33 @@ async def test_me_makes_one_round_trip(recorded: Recorded) -> None:
     assert commands == [AUTH]  # the body is the user the $lookup brought
 
 
-@pytest.mark.parametrize("url", ["/api/todos?limit=20", "/api/mytodos?limit=20"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/todos?limit=20",
+        "/api/mytodos?limit=20",
+        # One list named: the caller's role in it came with the session.
+        "/api/todos?limit=20&list_id={list}",
+    ],
+)
 async def test_listing_twenty_todos_makes_two_round_trips(recorded: Recorded, url: str) -> None:
     user, _ = await _user_with_todos(recorded, 25)
-    commands = await recorded.commands_of("GET", url, headers=user.headers)
+    commands = await recorded.commands_of("GET", url.format(list=user.id), headers=user.headers)
     assert commands == [
         AUTH,
         # One batch with a limit (21 for /api/todos: the extra one says whether there is a
         # next page, without a count): the server closes the cursor, so no getMore/killCursors.
+        # The filter is the caller's lists (list_id $in), known from AUTH.
         ("find", "todos"),
     ]
+
+
+async def test_reading_a_todo_makes_two_round_trips(recorded: Recorded) -> None:
+    user, [todo_id] = await _user_with_todos(recorded, 1)
+    commands = await recorded.commands_of("GET", f"/api/todos/{todo_id}", headers=user.headers)
+    # The todo by _id, filtered on the lists the caller can read (from AUTH's memberships):
+    # a todo of a list they aren't a member of is not found, in the same query.
+    assert commands == [AUTH, ("find", "todos")]
 
 
 async def test_creating_a_todo_makes_three_round_trips(recorded: Recorded) -> None:
@@ -137,9 +157,10 @@ async def test_creating_a_todo_makes_three_round_trips(recorded: Recorded) -> No
     )
     assert commands == [
         AUTH,
-        # A conditional $inc of the owner's todo_count reserves a slot under
-        # MAX_TODOS_PER_USER atomically (a count before the insert would race).
-        ("update", "users"),
+        # A conditional $inc of the list's todo_count reserves a slot under
+        # MAX_TODOS_PER_LIST atomically (a count before the insert would race). The caller's
+        # right to write in the list came with AUTH.
+        ("update", "lists"),
         ("insert", "todos"),
     ]
 
@@ -154,16 +175,56 @@ async def test_updating_a_todo_makes_three_round_trips(
     commands = await recorded.commands_of(
         method,
         f"/api/todos/{todo_id}",
-        json={"text": "changed", "completed": True},
+        # Naming the todo's own list is no move: it costs nothing more.
+        json={"text": "changed", "completed": True, "list_id": user.id},
         headers=headers,
     )
     assert commands == [
         AUTH,
-        # The owner filter, the If-Match version check and the write: one atomic update.
+        # The filter on the lists the caller may change, the If-Match version check and the
+        # write: one atomic update.
         ("update", "todos"),
         # The new state by _id, for the body and ETag (not findAndModify: on SecantusDB it
         # scans the whole collection).
         ("find", "todos"),
+    ]
+
+
+@pytest.mark.parametrize("lists", [1, 2])
+async def test_deleting_a_todo(recorded: Recorded, lists: int) -> None:
+    user, [todo_id] = await _user_with_todos(recorded, 1)
+    for n in range(1, lists):
+        await create_list(recorded.client, user, f"list {n}")
+    commands = await recorded.commands_of("DELETE", f"/api/todos/{todo_id}", headers=user.headers)
+    assert commands == [
+        AUTH,
+        # The tombstone, filtered on the lists the caller may change (+ If-Match): one update.
+        ("update", "todos"),
+        # Which list it was in, to give that list its slot back: known from the filter when
+        # the caller may change one list only, read back (by _id) when they may change several.
+        *([("find", "todos")] if lists > 1 else []),
+        ("update", "lists"),
+    ]
+
+
+async def test_moving_a_todo(recorded: Recorded) -> None:
+    user, [todo_id] = await _user_with_todos(recorded, 1)
+    target = await create_list(recorded.client, user, "target")
+    commands = await recorded.commands_of(
+        "PATCH", f"/api/todos/{todo_id}", json={"list_id": target["id"]}, headers=user.headers
+    )
+    assert commands == [
+        AUTH,
+        # A PATCH without other changes reads the todo (no write to try first): which list
+        # it is in, whether the caller may change it, at what version.
+        ("find", "todos"),
+        # A slot in the target taken first (MAX_TODOS_PER_LIST), then the move: one atomic
+        # update conditional on the todo still being in its list, then its new state by _id.
+        ("update", "lists"),
+        ("update", "todos"),
+        ("find", "todos"),
+        # The source's slot given back: both counts stay exact.
+        ("update", "lists"),
     ]
 
 

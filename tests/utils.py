@@ -1,4 +1,4 @@
-"""Helpers that create users, log in and build auth headers."""
+"""Helpers that create users, log in, build auth headers, and make and share lists."""
 
 import asyncio
 import itertools
@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import jwt
 from asgi_lifespan import LifespanManager
+from beanie import PydanticObjectId
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pwdlib import PasswordHash
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp
 
 from service.accounts import passwords
 from service.core.clock import utc_now
+from service.lists import store as lists_store
+from service.lists.models import Role
 
 R = TypeVar("R")
 
@@ -105,6 +108,46 @@ async def create_todo(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+# Lists are made and shared through the lists store: these helpers don't wait for the lists
+# and invitations routes (their own features, tested there), and what a member may do with
+# todos is all the todo tests need. The app reads a caller's memberships on every request, so
+# a list shared here counts from the next request on.
+LIST_LIMIT = 100_000
+
+
+async def create_list(
+    client: AsyncClient, user: UserAccount, name: str = "Shared"
+) -> dict[str, Any]:
+    """A new list owned by `user`: `{"id", "name"}` (what POST /api/lists answers has these
+    too). `client` is the running app's: the list is made in its database."""
+    stored = await lists_store.create_list(
+        owner_id=PydanticObjectId(user.id), name=name, max_lists=LIST_LIMIT, now=utc_now()
+    )
+    return {"id": str(stored["_id"]), "name": stored["name"]}
+
+
+async def share_list(
+    client: AsyncClient, owner: UserAccount, list_id: str, member: UserAccount, role: str
+) -> None:
+    """Make `member` a member of `owner`'s list with `role` ("editor" or "viewer"), as an
+    accepted invitation would."""
+    added = await lists_store.add_member(
+        list_id=PydanticObjectId(list_id),
+        user_id=PydanticObjectId(member.id),
+        role=Role(role),
+        max_members=LIST_LIMIT,
+        now=utc_now(),
+    )
+    assert added, f"{member.email} is already a member of {list_id}"
+
+
+async def create_todo_in(
+    client: AsyncClient, user: UserAccount, list_id: str, text: str = "buy milk", **fields: Any
+) -> dict[str, Any]:
+    """Create a todo in `list_id` through the API and return the 201 body."""
+    return await create_todo(client, user, text, list_id=list_id, **fields)
 
 
 @dataclass

@@ -18,7 +18,8 @@ class User(Document):
     lname: str
     hashed_password: str
     created_at: datetime = Field(default_factory=utc_now)
-    # How many live todos the user has: kept by the todos store so MAX_TODOS_PER_USER is atomic.
+    # Written by earlier versions (MAX_TODOS_PER_USER); todos are now counted per list
+    # (lists.todo_count, MAX_TODOS_PER_LIST). Left for the startup migration to remove.
     todo_count: int = 0
 
     class Settings:

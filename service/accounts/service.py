@@ -239,7 +239,9 @@ async def delete_everything_of(*, user_id: PydanticObjectId) -> None:
     async def steps(session: AsyncClientSession | None) -> None:
         await store.delete_sessions_of(user_id=user_id, session=session)
         await events.delete_tickets_of(owner_id=user_id, session=session)
-        await todos.delete_todos_of(owner_id=user_id, session=session)
+        await todos.delete_idempotency_keys_of(user_id=user_id, session=session)
+        # The todos of the user's default list (its id is the user's), as tombstones.
+        await todos.delete_todos_in_list(list_id=user_id, session=session)
         await store.delete_user(user_id=user_id, session=session)
 
     await store.in_transaction(steps)

@@ -1,4 +1,5 @@
-"""The todo a path names (404 unless it is the caller's) and the conditional headers."""
+"""The todo a path names (404 unless it is in a list the caller can read) and the conditional
+headers."""
 
 from typing import Annotated, Any
 
@@ -6,9 +7,8 @@ from beanie import PydanticObjectId
 from fastapi import Depends, Header, Path
 from pydantic import Field
 
-from service.accounts.deps import CurrentUser
-from service.core.store import id_of
 from service.errors import BadRequest, NotFound
+from service.lists.deps import CurrentCaller
 from service.todos import store
 from service.todos.etags import (
     CONDITION_PATTERN,
@@ -17,9 +17,8 @@ from service.todos.etags import (
     if_match_versions,
 )
 from service.todos.models import StoredTodo
+from service.todos.schemas import OBJECT_ID_PATTERN
 from service.todos.service import TODO_NOT_FOUND
-
-OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 
 
 async def get_todo_id(
@@ -31,15 +30,17 @@ async def get_todo_id(
 TodoId = Annotated[PydanticObjectId, Depends(get_todo_id)]
 
 
-async def get_owned_todo(todo_id: TodoId, user: CurrentUser) -> StoredTodo:
-    """The current user's todo; 404 for anyone else's, so their ids aren't revealed."""
-    todo = await store.get_todo(owner_id=id_of(user), todo_id=todo_id)
+async def get_readable_todo(todo_id: TodoId, caller: CurrentCaller) -> StoredTodo:
+    """The live todo, if it is in a list the caller can read (one query: the caller's lists
+    came with their session); 404 otherwise, the same as for an id that doesn't exist, so
+    other lists' ids aren't revealed."""
+    todo = await store.get_todo(todo_id=todo_id, lists=caller.readable())
     if todo is None:
         raise NotFound(TODO_NOT_FOUND)
     return todo
 
 
-OwnedTodo = Annotated[StoredTodo, Depends(get_owned_todo)]
+ReadableTodo = Annotated[StoredTodo, Depends(get_readable_todo)]
 
 ETAG_HEADER_MAX_LENGTH = 2048
 MALFORMED_CONDITION = '{} must be * or a comma-separated list of entity tags ("3" or W/"3")'

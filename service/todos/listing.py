@@ -1,7 +1,8 @@
 """Listing todos: filters, sort orders, keyset cursors and delta sync's watermark.
 
-GET /api/todos hands `list_todos` its query and gets back a page: a `TodoPage` of the owner's
-live todos, or with `updated_since` a `TodoChanges` of what changed. Pages are keyset pages:
+GET /api/todos hands `list_todos` its query and gets back a page: a `TodoPage` of the live
+todos of the caller's lists (every list they can read, or the one `list_id` names), or with
+`updated_since` a `TodoChanges` of what changed in them. Pages are keyset pages:
 a cursor carries the sort key of the last item (see core/pagination.py), so todos created,
 changed or deleted while a client pages never make an unchanged todo repeat or go missing.
 
@@ -30,6 +31,8 @@ from service.core.pagination import (
     fingerprint,
 )
 from service.errors import BadRequest, Gone
+from service.lists.access import READ, Caller
+from service.lists.models import Role
 from service.todos.dates import as_utc_instant, due_instant
 from service.todos.models import StoredTodo, Todo
 from service.todos.schemas import (
@@ -39,9 +42,9 @@ from service.todos.schemas import (
     TodoPublic,
     TodoQuery,
     TodoSort,
-    todo_or_tombstone,
+    TodoTombstone,
 )
-from service.todos.store import LIVE
+from service.todos.store import LIVE, Lists, in_lists
 
 ASCENDING, DESCENDING = SortDirection.ASCENDING, SortDirection.DESCENDING
 SortKey = tuple[str, SortDirection]
@@ -63,7 +66,7 @@ class TodoFilters:
 # Todos without a due have due_rank 1, so they come after the others in both directions.
 # Each order has its index in models.py (todos_live_by_<sort>). Listings don't pass it as a
 # `hint`: MongoDB's planner picks it by itself, and SecantusDB runs a hinted find ~60x slower
-# than the plan it picks (an in-memory sort of the owner's range either way). The explain test
+# than the plan it picks (an in-memory sort of the list's range either way). The explain test
 # in tests/todos/test_listing.py checks each one; see docs/database.md.
 def sort_keys(sort: TodoSort, order: SortOrder) -> list[SortKey]:
     """The (field, direction) pairs a listing is ordered by."""
@@ -80,15 +83,34 @@ def sort_keys(sort: TodoSort, order: SortOrder) -> list[SortKey]:
 CHANGES_KEYS: list[SortKey] = [("updated_at", ASCENDING), ("_id", ASCENDING)]
 
 
+def _scope(caller: Caller, list_id: str | None) -> Lists:
+    """The lists a listing covers: the one named (NotFound unless the caller can read it), or
+    every list the caller can read."""
+    if list_id is None:
+        return caller.readable()
+    named = PydanticObjectId(list_id)
+    caller.require(named, READ)
+    return [named]
+
+
+def _scope_key(caller: Caller, list_id: str | None) -> dict[str, str | None]:
+    """What a cursor's fingerprint holds of the scope: the user and the list asked for. Not
+    the lists themselves: a list joined or left while paging changes what later pages hold
+    (keyset paging takes that in its stride), not which query the cursor belongs to."""
+    return {"user": str(caller.user_id), "list": list_id}
+
+
 @budgeted
 async def list_todos(
-    *, owner_id: PydanticObjectId, query: TodoQuery, settings: Settings
+    *, caller: Caller, query: TodoQuery, settings: Settings
 ) -> TodoPage | TodoChanges:
-    """A page of the owner's todos as `query` asks: a listing, or with `updated_since` the
-    changes since then. BadRequest for an unusable cursor or query, Gone for an
-    `updated_since` older than the tombstones kept."""
+    """A page of the todos of the caller's lists as `query` asks: a listing, or with
+    `updated_since` the changes since then. NotFound for a `list_id` the caller can't read,
+    BadRequest for an unusable cursor or query, Gone for an `updated_since` older than the
+    tombstones kept."""
     if query.updated_since is not None or query.include_deleted:
-        return await _list_changes(owner_id=owner_id, query=query, settings=settings)
+        return await _list_changes(caller=caller, query=query, settings=settings)
+    scope = _scope(caller, query.list_id)
     sort = query.sort or TodoSort.CREATED
     order = query.order or SortOrder.DESC
     filters = TodoFilters(
@@ -100,7 +122,7 @@ async def list_todos(
         priority=query.priority,
     )
     query_fingerprint = fingerprint(
-        {"owner": str(owner_id), "sort": sort, "order": order, **asdict(filters)}
+        {**_scope_key(caller, query.list_id), "sort": sort, "order": order, **asdict(filters)}
     )
     keys = sort_keys(sort, order)
     # An empty cursor is a bad cursor (400), not "no cursor".
@@ -109,9 +131,7 @@ async def list_todos(
     )
     # One extra item tells whether there is a next page without a count query.
     todos = await _find(
-        list_query(owner_id=owner_id, filters=filters, keys=keys, after=after),
-        keys,
-        query.limit + 1,
+        list_query(lists=scope, filters=filters, keys=keys, after=after), keys, query.limit + 1
     )
     page = todos[: query.limit]
     next_cursor = (
@@ -123,17 +143,29 @@ async def list_todos(
 
 
 @budgeted
-async def newest_todos(*, owner_id: PydanticObjectId, limit: int) -> list[TodoPublic]:
-    """Up to `limit` of the owner's live todos, newest first (no filters, no paging)."""
+async def newest_todos(*, caller: Caller, limit: int) -> list[TodoPublic]:
+    """Up to `limit` live todos of every list the caller can read, newest first (no filters,
+    no paging)."""
     todos = await _find(
-        {"owner_id": owner_id, **LIVE}, sort_keys(TodoSort.CREATED, SortOrder.DESC), limit
+        {"list_id": in_lists(caller.readable()), **LIVE},
+        sort_keys(TodoSort.CREATED, SortOrder.DESC),
+        limit,
     )
     return [TodoPublic.from_stored(t) for t in todos]
 
 
-async def _list_changes(
-    *, owner_id: PydanticObjectId, query: TodoQuery, settings: Settings
-) -> TodoChanges:
+def _sync_scope(caller: Caller, list_id: str | None, include_deleted: bool) -> Lists:
+    """The lists delta sync covers: those of a listing, and with tombstones but without
+    `list_id` also the lists the caller owned that are deleted, whose todos' tombstones are
+    owed to their owner (the other members learn of the deletion from lists sync and drop the
+    todos themselves)."""
+    scope = _scope(caller, list_id)
+    if include_deleted and list_id is None:
+        scope += [r.list_id for r in caller.removals.values() if r.role is Role.OWNER]
+    return scope
+
+
+async def _list_changes(*, caller: Caller, query: TodoQuery, settings: Settings) -> TodoChanges:
     since = query.updated_since
     if since is None:
         raise BadRequest("include_deleted needs updated_since")
@@ -155,9 +187,10 @@ async def _list_changes(
             f"updated_since is older than the {settings.tombstone_retention_days}-day tombstone "
             "retention: deletions may be missing, so do a full resync (list without it)"
         )
+    scope = _sync_scope(caller, query.list_id, query.include_deleted)
     query_fingerprint = fingerprint(
         {
-            "owner": str(owner_id),
+            **_scope_key(caller, query.list_id),
             "updated_since": as_utc(since).isoformat(),
             "include_deleted": query.include_deleted,
         }
@@ -170,8 +203,8 @@ async def _list_changes(
         after = _cursor_position(query.cursor, query_fingerprint, CHANGES_KEYS)
         watermark = _cursor_watermark(query.cursor, query_fingerprint)
     todos = await _find(
-        _changes_query(
-            owner_id=owner_id,
+        changes_query(
+            lists=scope,
             since=since,
             until=watermark,
             include_deleted=query.include_deleted,
@@ -188,9 +221,41 @@ async def _list_changes(
         if len(todos) > query.limit
         else None
     )
+    # In view: a todo whose list is both in the scope and readable (a deleted list in the
+    # scope isn't).
+    in_view = set(scope) & set(caller.readable())
     return TodoChanges(
-        items=[todo_or_tombstone(t) for t in page], next_cursor=next_cursor, watermark=watermark
+        items=[as_change(t, in_view=in_view, scope=scope) for t in page],
+        next_cursor=next_cursor,
+        watermark=watermark,
     )
+
+
+def as_change(
+    stored: StoredTodo, *, in_view: set[PydanticObjectId], scope: Lists
+) -> TodoPublic | TodoTombstone:
+    """How delta sync reports a todo that changed in, or left, the lists of `scope`: as it is
+    if its list is in view; a tombstone once deleted; and as a tombstone too if it now is in
+    a list out of view (moved to a list the caller can't read, or its list deleted), with the
+    `list_id` of a list of the scope it left, never the one it is in now."""
+    if stored["list_id"] in in_view:
+        if stored.get("deleted_at") is None:
+            return TodoPublic.from_stored(stored)
+        return TodoTombstone.from_stored(stored)
+    return TodoTombstone.of_departed(stored, _left(stored, scope))
+
+
+def _left(stored: StoredTodo, scope: Lists) -> PydanticObjectId:
+    """The list of `scope` a todo out of view is reported in: its own list if that is in the
+    scope (a deleted list of the caller's), else the last of the scope's lists it was moved
+    out of (sync_lists is in the order the todo joined them)."""
+    if stored["list_id"] in scope:
+        list_id: PydanticObjectId = stored["list_id"]
+        return list_id
+    # The query matched sync_lists on the scope: one of them is in it.
+    wanted = set(scope)
+    left: PydanticObjectId = next(e for e in reversed(stored["sync_lists"]) if e in wanted)
+    return left
 
 
 async def _find(query: dict[str, Any], keys: list[SortKey], limit: int) -> list[StoredTodo]:
@@ -206,13 +271,14 @@ async def _find(query: dict[str, Any], keys: list[SortKey], limit: int) -> list[
 
 def list_query(
     *,
-    owner_id: PydanticObjectId,
+    lists: Lists,
     filters: TodoFilters,
     keys: list[SortKey],
     after: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """The filter of one listing page (exposed so tests can `explain` it)."""
-    clauses: list[dict[str, Any]] = [{"owner_id": owner_id, **LIVE}]
+    """The filter of one listing page of the todos of `lists` (exposed so tests can
+    `explain` it)."""
+    clauses: list[dict[str, Any]] = [{"list_id": in_lists(lists), **LIVE}]
     if filters.completed is not None:
         clauses.append({"completed": filters.completed})
     if filters.tags:
@@ -235,20 +301,23 @@ def list_query(
     return _all_of(clauses)
 
 
-def _changes_query(
+def changes_query(
     *,
-    owner_id: PydanticObjectId,
+    lists: Lists,
     since: datetime,
     until: datetime,
     include_deleted: bool,
     after: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """The filter of one delta-sync page: changes in (since, until], after `after`."""
+    """The filter of one delta-sync page: changes in (since, until] of the todos of `lists`,
+    after `after`. With tombstones, also those of the todos that left them (sync_lists, index
+    todos_list_sync); without, the live todos in them (index todos_list_live_by_updated)."""
+    changed = {"updated_at": {"$gt": since, "$lte": until}}
     clauses: list[dict[str, Any]] = [
-        {"owner_id": owner_id, "updated_at": {"$gt": since, "$lte": until}}
+        {"sync_lists": in_lists(lists), **changed}
+        if include_deleted
+        else {"list_id": in_lists(lists), **LIVE, **changed}
     ]
-    if not include_deleted:
-        clauses.append(LIVE)
     if after is not None:
         clauses.append(_after(CHANGES_KEYS, after))
     return _all_of(clauses)

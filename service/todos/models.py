@@ -14,7 +14,17 @@ ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
 
 
 class Todo(Document):
-    owner_id: PydanticObjectId
+    """A todo, in one list: who may read or change it is the list's business (lists/access)."""
+
+    list_id: PydanticObjectId
+    # Who created it: never changes, not by an edit nor by a move.
+    created_by: PydanticObjectId
+    # The todo's list and every list it was moved out of (multikey): delta sync of a list's
+    # members finds here the todos that left it, to report them as tombstones.
+    sync_lists: list[PydanticObjectId] = Field(default_factory=list)
+    # Set by a move to the list the todo left: the change feed reads it from the update's
+    # description, to tell the members of that list that the todo is gone.
+    moved_from: PydanticObjectId | None = None
     text: str
     notes: str = ""
     completed: bool = False
@@ -37,35 +47,38 @@ class Todo(Document):
     class Settings:
         name = "todos"
         # One index per listing order, each starting with the equality fields every listing
-        # has (owner_id, and deleted_at: null for live todos); docs/database.md says which
+        # has (list_id, and deleted_at: null for live todos); docs/database.md says which
         # query each serves (listing.sort_keys gives each listing order; tests/todos/
-        # test_listing.py checks that each is served by its index).
+        # test_listing.py checks that each is served by its index). Named anew (todos_list_*):
+        # the owner_id indexes of earlier versions keep their names until the migration drops
+        # them, and an index whose name exists with other keys can't be created.
         indexes: ClassVar[list[pymongo.IndexModel]] = [
             pymongo.IndexModel(
-                [("owner_id", ASC), ("deleted_at", ASC), ("_id", DESC)],
-                name="todos_live_by_created",
+                [("list_id", ASC), ("deleted_at", ASC), ("_id", DESC)],
+                name="todos_list_live_by_created",
             ),
             pymongo.IndexModel(
-                [("owner_id", ASC), ("deleted_at", ASC), ("updated_at", DESC), ("_id", DESC)],
-                name="todos_live_by_updated",
+                [("list_id", ASC), ("deleted_at", ASC), ("updated_at", DESC), ("_id", DESC)],
+                name="todos_list_live_by_updated",
             ),
             pymongo.IndexModel(
                 [
-                    ("owner_id", ASC),
+                    ("list_id", ASC),
                     ("deleted_at", ASC),
                     ("due_rank", ASC),
                     ("due_at", ASC),
                     ("_id", ASC),
                 ],
-                name="todos_live_by_due",
+                name="todos_list_live_by_due",
             ),
             pymongo.IndexModel(
-                [("owner_id", ASC), ("deleted_at", ASC), ("priority", DESC), ("_id", DESC)],
-                name="todos_live_by_priority",
+                [("list_id", ASC), ("deleted_at", ASC), ("priority", DESC), ("_id", DESC)],
+                name="todos_list_live_by_priority",
             ),
-            # Delta sync with tombstones: everything the owner changed, in update order.
+            # Delta sync with tombstones: everything that changed in, or left, the lists, in
+            # update order.
             pymongo.IndexModel(
-                [("owner_id", ASC), ("updated_at", ASC), ("_id", ASC)], name="todos_sync"
+                [("sync_lists", ASC), ("updated_at", ASC), ("_id", ASC)], name="todos_list_sync"
             ),
         ]
 
@@ -86,6 +99,7 @@ IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 60 * 60
 class IdempotencyKey(Document):
     """A create made with an Idempotency-Key: what was asked, and the answer to replay."""
 
+    # The user who sent the key (keys are per user, whichever list the todo went to).
     owner_id: PydanticObjectId
     key: str
     request_hash: str

@@ -1,16 +1,18 @@
-"""The current user's todos: create (idempotently), list and sync, read, replace, update, delete."""
+"""Todos in the caller's lists: create (idempotently), list and sync, read, replace, update,
+move, delete. Who may do what is the caller's role in the todo's list (lists/access.py):
+every member reads, editors and owners write, anyone else gets the 404 of a missing id."""
 
 from typing import Annotated
 
+from beanie import PydanticObjectId
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from service.accounts.deps import CurrentUser
 from service.core.deps import SettingsDep
-from service.core.store import id_of
 from service.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     Gone,
     NotFound,
     PreconditionFailed,
@@ -18,12 +20,14 @@ from service.errors import (
     UnprocessableContent,
     error_responses,
 )
-from service.todos import listing, service, store
-from service.todos.deps import IfMatch, IfNoneMatch, OwnedTodo, TodoId
+from service.lists.deps import CurrentCaller
+from service.todos import listing, service
+from service.todos.deps import IfMatch, IfNoneMatch, ReadableTodo, TodoId
 from service.todos.etags import etag, none_match
 from service.todos.models import StoredTodo
 from service.todos.schemas import (
     ClearedTodos,
+    ListId,
     TodoChanges,
     TodoCreate,
     TodoPage,
@@ -38,38 +42,60 @@ router = APIRouter(tags=["todos"], responses=error_responses(Unauthorized))
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 
+def _list_id(value: str | None) -> PydanticObjectId | None:
+    return None if value is None else PydanticObjectId(value)
+
+
 @router.get(
     "/todos",
     summary="List todos, a page at a time, or what changed since an instant",
-    responses=error_responses(BadRequest, Gone),
+    responses=error_responses(BadRequest, NotFound, Gone),
 )
 async def list_todos(
-    user: CurrentUser, settings: SettingsDep, query: Annotated[TodoQuery, Query()]
+    caller: CurrentCaller, settings: SettingsDep, query: Annotated[TodoQuery, Query()]
 ) -> TodoPage | TodoChanges:
-    """Your todos, filtered and sorted (newest first by default), a page at a time.
+    """The todos of every list you can read, or of one (`list_id`), filtered and sorted
+    (newest first by default), a page at a time.
 
     Paging is by keyset: todos created, changed or deleted while you page never make an
     unchanged todo repeat or go missing. Todos without `due` come last for `sort=due`.
-    With `updated_since` (delta sync) it lists changes instead: see `TodoChanges`.
+    With `updated_since` (delta sync) it lists changes instead: see `TodoChanges`; a todo that
+    left your view (deleted, or moved to a list you can't read) comes as a tombstone whose
+    `list_id` is the list of yours it left.
     """
-    return await listing.list_todos(owner_id=id_of(user), query=query, settings=settings)
+    return await listing.list_todos(caller=caller, query=query, settings=settings)
 
 
 @router.post(
     "/todos/clear-completed",
     summary="Delete all completed todos",
+    responses=error_responses(BadRequest, Forbidden, NotFound),
 )
-async def clear_completed(user: CurrentUser) -> ClearedTodos:
-    """Delete every completed todo of yours at once (delta sync and the feed see each one)."""
-    return ClearedTodos(deleted=await store.clear_completed(owner_id=id_of(user)))
+async def clear_completed(
+    caller: CurrentCaller,
+    list_id: Annotated[
+        ListId | None,
+        Query(
+            description=(
+                "Only this list (editor or owner; 404 if you aren't a member, 403 for a "
+                "viewer); default: every list you may change."
+            )
+        ),
+    ] = None,
+) -> ClearedTodos:
+    """Delete every completed todo of the lists you may change (or of `list_id`) at once
+    (delta sync and the feed see each one)."""
+    deleted = await service.clear_completed(caller=caller, list_id=_list_id(list_id))
+    return ClearedTodos(deleted=deleted)
 
 
 @router.get("/mytodos", summary="List todos as a plain array")
 async def list_my_todos(
-    user: CurrentUser, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    caller: CurrentCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[TodoPublic]:
-    """Your newest todos as a bare JSON array (no paging), for simple clients."""
-    return await listing.newest_todos(owner_id=id_of(user), limit=limit)
+    """The newest todos of every list you can read, as a bare JSON array (no paging), for
+    simple clients."""
+    return await listing.newest_todos(caller=caller, limit=limit)
 
 
 @router.post(
@@ -77,11 +103,11 @@ async def list_my_todos(
     status_code=status.HTTP_201_CREATED,
     summary="Create a todo",
     response_model=TodoPublic,
-    responses=error_responses(Conflict, UnprocessableContent),
+    responses=error_responses(Forbidden, NotFound, Conflict, UnprocessableContent),
 )
 async def create_todo(
     body: TodoCreate,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: SettingsDep,
     request: Request,
     idempotency_key: Annotated[
@@ -91,18 +117,21 @@ async def create_todo(
             max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
             description=(
                 "Makes retries safe: a repeat with the same key and body within 24 h replays "
-                "the first answer instead of creating again; another body is a 422."
+                "the first answer instead of creating again; another body is a 422. Keys are "
+                "yours, whichever list the todo goes to."
             ),
         ),
     ] = None,
 ) -> JSONResponse:
-    """Add a todo to your list; `Location` names the new todo, `ETag` its version.
+    """Add a todo to your default list, or to `list_id` (editor or owner: 404 for a list you
+    aren't a member of, 403 for a viewer); `Location` names the new todo, `ETag` its version.
 
-    409 once you have MAX_TODOS_PER_USER live todos."""
+    409 once the list holds MAX_TODOS_PER_LIST live todos."""
     created = await service.create_todo(
-        owner_id=id_of(user),
-        fields=body.model_dump(),
-        max_todos=settings.max_todos_per_user,
+        caller=caller,
+        fields=body.model_dump(exclude={"list_id"}),
+        list_id=_list_id(body.list_id),
+        max_todos=settings.max_todos_per_list,
         idempotency_key=idempotency_key,
     )
     headers = {
@@ -130,9 +159,9 @@ def _location(request: Request, todo_id: str) -> str:
     },
 )
 async def read_todo(
-    todo: OwnedTodo, response: Response, if_none_match: IfNoneMatch
+    todo: ReadableTodo, response: Response, if_none_match: IfNoneMatch
 ) -> Response | TodoPublic:
-    """One of your todos, with its `ETag`; 304 if `If-None-Match` names it."""
+    """A todo of a list you can read, with its `ETag`; 304 if `If-None-Match` names it."""
     if none_match(if_none_match, todo["version"]):
         return Response(
             status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(todo["version"])}
@@ -140,20 +169,36 @@ async def read_todo(
     return _with_etag(todo, response)
 
 
+# Every write: 404 for a todo you can't read, 403 for a viewer of its list, 412 for a stale
+# If-Match, 409 when it changed under the write (retry), or when a move's target is full.
+WRITE_ERRORS = error_responses(BadRequest, Forbidden, NotFound, Conflict, PreconditionFailed)
+
+
 @router.put(
     "/todos/{todo_id}",
     summary="Replace a todo",
-    responses=error_responses(BadRequest, NotFound, PreconditionFailed),
+    responses=WRITE_ERRORS,
 )
 async def replace_todo(
-    todo_id: TodoId, body: TodoReplace, user: CurrentUser, versions: IfMatch, response: Response
+    todo_id: TodoId,
+    body: TodoReplace,
+    caller: CurrentCaller,
+    settings: SettingsDep,
+    versions: IfMatch,
+    response: Response,
 ) -> TodoPublic:
-    """Set every writable field of one of your todos; those not sent reset to their defaults.
+    """Set every writable field of a todo (editor or owner of its list); those not sent reset
+    to their defaults, except `list_id`: with it the todo moves there, without it it stays.
 
     With `If-Match`, only if the todo is still at that ETag (else 412, nothing changes).
     """
     todo = await service.update_todo(
-        owner_id=id_of(user), todo_id=todo_id, changes=body.model_dump(), versions=versions
+        caller=caller,
+        todo_id=todo_id,
+        changes=body.model_dump(exclude={"list_id"}),
+        versions=versions,
+        list_id=_list_id(body.list_id),
+        max_todos=settings.max_todos_per_list,
     )
     return _with_etag(todo, response)
 
@@ -161,17 +206,27 @@ async def replace_todo(
 @router.patch(
     "/todos/{todo_id}",
     summary="Update a todo",
-    responses=error_responses(BadRequest, NotFound, PreconditionFailed),
+    responses=WRITE_ERRORS,
 )
 async def update_todo(
-    todo_id: TodoId, body: TodoUpdate, user: CurrentUser, versions: IfMatch, response: Response
+    todo_id: TodoId,
+    body: TodoUpdate,
+    caller: CurrentCaller,
+    settings: SettingsDep,
+    versions: IfMatch,
+    response: Response,
 ) -> TodoPublic:
-    """Change only the fields you send; with `If-Match`, only if the todo is at that ETag."""
+    """Change only the fields you send (editor or owner of its list); `list_id` moves it to
+    that list (editor or owner of both). With `If-Match`, only if the todo is at that ETag."""
+    changes = body.model_dump(exclude_unset=True)
+    target = changes.pop("list_id", None)
     todo = await service.update_todo(
-        owner_id=id_of(user),
+        caller=caller,
         todo_id=todo_id,
-        changes=body.model_dump(exclude_unset=True),
+        changes=changes,
         versions=versions,
+        list_id=_list_id(target),
+        max_todos=settings.max_todos_per_list,
     )
     return _with_etag(todo, response)
 
@@ -180,11 +235,12 @@ async def update_todo(
     "/todos/{todo_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a todo",
-    responses=error_responses(BadRequest, NotFound, PreconditionFailed),
+    responses=error_responses(BadRequest, Forbidden, NotFound, Conflict, PreconditionFailed),
 )
-async def delete_todo(todo_id: TodoId, user: CurrentUser, versions: IfMatch) -> None:
-    """Delete one of your todos; with `If-Match`, only if it is at that ETag (else 412)."""
-    await service.delete_todo(owner_id=id_of(user), todo_id=todo_id, versions=versions)
+async def delete_todo(todo_id: TodoId, caller: CurrentCaller, versions: IfMatch) -> None:
+    """Delete a todo (editor or owner of its list); with `If-Match`, only if it is at that
+    ETag (else 412)."""
+    await service.delete_todo(caller=caller, todo_id=todo_id, versions=versions)
 
 
 def _with_etag(todo: StoredTodo, response: Response) -> TodoPublic:

@@ -4,6 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
+from beanie import PydanticObjectId
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +26,7 @@ from service.todos.dates import (
 )
 from service.todos.models import TODO_DEFAULTS, StoredTodo
 
+OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 TODO_TEXT_MAX_LENGTH = 1000
 TODO_NOTES_MAX_LENGTH = 8192
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
@@ -136,6 +138,11 @@ Instant = Annotated[
 ]
 
 
+# A list's id as a body field or a query parameter takes it; turned into an ObjectId by the
+# route (PydanticObjectId would take other shapes than the schema states).
+ListId = Annotated[str, Field(pattern=OBJECT_ID_PATTERN, description="A list's id.")]
+
+
 class TodoSort(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
@@ -161,6 +168,15 @@ class TodoQuery(BaseModel):
     parameters are ignored, as they are for every other route.
     """
 
+    list_id: Annotated[
+        ListId | None,
+        Field(
+            description=(
+                "Only this list's todos (404 if you aren't a member); "
+                "default: every list you can read."
+            )
+        ),
+    ] = None
     completed: Annotated[bool | None, Field(description="Only completed (or open) todos.")] = None
     tag: Annotated[
         list[Tag] | None,
@@ -205,6 +221,10 @@ class TodoQuery(BaseModel):
 
 
 class TodoCreate(InputModel):
+    # Not a todo field: which list to create it in (editor or owner of it).
+    list_id: Annotated[
+        ListId | None, Field(description="The list to add it to; default: your default list.")
+    ] = None
     text: TodoText
     notes: TodoNotes = ""
     completed: bool = False
@@ -213,9 +233,23 @@ class TodoCreate(InputModel):
     tags: Tags = Field(default_factory=list)
 
 
-class TodoReplace(TodoCreate):
-    """Every writable field: `text` and `completed` are required, the others reset to defaults."""
+# What a PUT or PATCH says of `list_id`.
+MOVE_TO = (
+    "Move the todo to this list (editor or owner of both lists; 404 for a list you aren't a "
+    "member of, 403 if only a viewer of it, 409 if it is full)."
+)
 
+
+class TodoReplace(TodoCreate):
+    """Every writable field: `text` and `completed` are required, the others reset to defaults.
+
+    `list_id` is where the todo is, not a field that resets: without it the todo stays in its
+    list.
+    """
+
+    list_id: Annotated[
+        ListId | None, Field(description=f"{MOVE_TO} Without it the todo stays where it is.")
+    ] = None
     completed: bool
 
 
@@ -235,12 +269,15 @@ class TodoUpdate(InputModel):
     notes: TodoNotes = Field(default_factory=_not_sent)
     priority: Priority = Field(default_factory=_not_sent)
     tags: Tags = Field(default_factory=_not_sent)
+    list_id: Annotated[ListId, Field(description=MOVE_TO)] = Field(default_factory=_not_sent)
     # `null` clears the due.
     due: Due | None = None
 
 
 class TodoPublic(BaseModel):
     id: str
+    list_id: str = Field(description="The list the todo is in.")
+    created_by: str = Field(description="The id of the user who created it; never changes.")
     text: str
     notes: str
     completed: bool
@@ -258,8 +295,14 @@ class TodoPublic(BaseModel):
 
 
 def _todo_fields(stored: StoredTodo) -> dict[str, Any]:
-    """A stored todo's fields (defaults for those it lacks) with its id as the API's `id`."""
-    return {**TODO_DEFAULTS, **stored, "id": str(stored["_id"])}
+    """A stored todo's fields (defaults for those it lacks) with its ids as strings."""
+    return {
+        **TODO_DEFAULTS,
+        **stored,
+        "id": str(stored["_id"]),
+        "list_id": str(stored["list_id"]),
+        "created_by": str(stored["created_by"]),
+    }
 
 
 class TodoPage(BaseModel):
@@ -270,25 +313,33 @@ class TodoPage(BaseModel):
 
 
 class TodoTombstone(BaseModel):
-    """A deleted todo, as delta sync and the change feed report it."""
+    """A todo that left your view: deleted, or moved to a list you can't read. Delta sync and
+    the change feed report it so; `list_id` is the list (one you could read) it left."""
 
     id: str
+    list_id: str
+    created_by: str
     deleted: Literal[True] = True
-    deleted_at: UtcDatetime
+    deleted_at: UtcDatetime = Field(
+        description="When it was deleted; for a todo moved out of your view, its last change."
+    )
     version: int
 
     @classmethod
     def from_stored(cls, stored: StoredTodo) -> Self:
+        """The tombstone of a deleted todo."""
         if stored.get("deleted_at") is None:
             raise ValueError("not a tombstone")
         return cls.model_validate(_todo_fields(stored))
 
-
-def todo_or_tombstone(stored: StoredTodo) -> "TodoPublic | TodoTombstone":
-    """How a stored todo is reported in change listings: a tombstone once deleted."""
-    if stored.get("deleted_at") is not None:
-        return TodoTombstone.from_stored(stored)
-    return TodoPublic.from_stored(stored)
+    @classmethod
+    def of_departed(cls, stored: StoredTodo, left: PydanticObjectId) -> Self:
+        """The tombstone of a todo (deleted or not) as reported to the members of `left`, a
+        list it was in: they learn nothing of where it is now."""
+        fields = _todo_fields(stored)
+        fields["list_id"] = str(left)
+        fields["deleted_at"] = stored.get("deleted_at") or stored["updated_at"]
+        return cls.model_validate(fields)
 
 
 class TodoChanges(BaseModel):

@@ -1,18 +1,37 @@
-"""Todo use cases of more than one query: creating once per Idempotency-Key, and conditional
-writes (If-Match) that must tell a missing todo (404) from a changed one (412)."""
+"""Todo use cases of more than one query: creating in a list (its todo slot, once per
+Idempotency-Key), conditional writes that must tell why they matched nothing (404, 403 or
+412), moves between lists, and clearing completed todos list by list.
 
+Every write is one conditional update filtered on the lists the caller may change (and the
+If-Match versions): on success that is all it costs. Only when it matches nothing does
+`writable_todo` read the todo to say why.
+"""
+
+import contextlib
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from beanie import PydanticObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from service.core.budget import budgeted, unbudgeted
 from service.core.clock import utc_now
 from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableContent
+from service.lists import service as lists
+from service.lists.access import WRITE, Caller
 from service.todos import idempotency, store
 from service.todos.models import IdempotencyKey, StoredTodo
 from service.todos.schemas import TodoPublic
+
+TODO_NOT_FOUND = "Todo not found"
+TODO_CHANGED = "The todo has changed since that ETag: read it again and retry"
+# A write matched nothing, yet the todo now passes every check: it was moved or changed
+# between the write and the read that explains it.
+TODO_RACED = "The todo changed while it was being written: read it again and retry"
+
+
+def list_full(max_todos: int) -> str:
+    return f"Todo limit reached: at most {max_todos} todos per list; delete some first."
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +46,58 @@ class CreatedTodo:
 @unbudgeted  # see create_todo_once
 async def create_todo(
     *,
-    owner_id: PydanticObjectId,
+    caller: Caller,
     fields: dict[str, Any],
+    list_id: PydanticObjectId | None,
     max_todos: int,
     idempotency_key: str | None = None,
 ) -> CreatedTodo:
-    """Create a todo with the writable `fields` (a validated TodoCreate); with an
-    Idempotency-Key, only the first time (create_todo_once). Conflict at `max_todos`."""
+    """Create a todo with the writable `fields` (a validated TodoCreate, without list_id) in
+    `list_id` (default: the caller's default list), which the caller must be an editor or
+    owner of; with an Idempotency-Key, only the first time (create_todo_once). Conflict when
+    the list holds `max_todos` todos."""
+    target = caller.default_list_id if list_id is None else list_id
+    caller.require(target, WRITE)
     if idempotency_key is not None:
+        # The body as sent: a key first used without list_id still matches a retry without it.
+        sent = fields if list_id is None else {**fields, "list_id": str(list_id)}
         return await create_todo_once(
-            owner_id=owner_id, key=idempotency_key, fields=fields, max_todos=max_todos
+            caller=caller,
+            key=idempotency_key,
+            digest=idempotency.request_hash(sent),
+            fields=fields,
+            list_id=target,
+            max_todos=max_todos,
         )
-    stored = await store.create_todo(owner_id=owner_id, fields=fields, max_todos=max_todos)
+    stored = await _insert(caller, target, fields, max_todos)
     return CreatedTodo(TodoPublic.from_stored(stored).model_dump(mode="json"))
+
+
+async def _insert(
+    caller: Caller,
+    list_id: PydanticObjectId,
+    fields: dict[str, Any],
+    max_todos: int,
+    todo_id: PydanticObjectId | None = None,
+) -> StoredTodo:
+    """Take one of the list's todo slots, then insert the todo (the slot back if that fails).
+
+    The count of a list's live todos lives on the list document: without transactions, only a
+    conditional update of one document can check the limit and take a slot atomically
+    (count-then-insert would let parallel creates all pass the check).
+    """
+    if not await lists.reserve_todo_slot(list_id=list_id, max_todos=max_todos):
+        raise Conflict(list_full(max_todos))
+    try:
+        return await store.insert_todo(
+            list_id=list_id, created_by=caller.user_id, fields=fields, todo_id=todo_id
+        )
+    except Exception:
+        # Best effort: if the database is gone this fails too, and the count stays one high
+        # (the limit gets stricter by one, never looser).
+        with contextlib.suppress(PyMongoError):
+            await lists.release_todo_slots(list_id=list_id, count=1)
+        raise
 
 
 # Unbudgeted as a whole: each database call in it is budgeted, but waiting for a concurrent
@@ -47,25 +105,27 @@ async def create_todo(
 @unbudgeted
 async def create_todo_once(
     *,
-    owner_id: PydanticObjectId,
+    caller: Caller,
     key: str,
+    digest: str,
     fields: dict[str, Any],
+    list_id: PydanticObjectId,
     max_todos: int,
 ) -> CreatedTodo:
-    """Create the todo the first time this owner sends `key`; replay that answer afterwards.
+    """Create the todo the first time this user sends `key` (with a body of this `digest`);
+    replay that answer afterwards. Keys are the user's, whichever list the todo goes to.
 
     UnprocessableContent if the key was used with another body; Conflict if the first request
     with the key is still running after a few seconds.
     """
     now = utc_now()
-    digest = idempotency.request_hash(fields)
     record, claimed = await idempotency.claim_key(
-        owner_id=owner_id, key=key, digest=digest, now=now
+        owner_id=caller.user_id, key=key, digest=digest, now=now
     )
     if record.request_hash != digest:
         raise UnprocessableContent("This Idempotency-Key was used with a different request body")
     if claimed or idempotency.is_abandoned(record, now):
-        return await _create_for(record, fields, max_todos)
+        return await _create_for(caller, record, fields, list_id, max_todos)
     answered = await idempotency.await_answer(record)
     if answered is None:
         raise Conflict("The first request with this Idempotency-Key failed; retry")
@@ -76,16 +136,18 @@ async def create_todo_once(
 
 @budgeted
 async def _create_for(
-    record: IdempotencyKey, fields: dict[str, Any], max_todos: int
+    caller: Caller,
+    record: IdempotencyKey,
+    fields: dict[str, Any],
+    list_id: PydanticObjectId,
+    max_todos: int,
 ) -> CreatedTodo:
     """Create the todo of a claimed key, with the id the claim chose, and record the answer."""
     try:
-        stored = await store.create_todo(
-            owner_id=record.owner_id, fields=fields, max_todos=max_todos, todo_id=record.todo_id
-        )
+        stored = await _insert(caller, list_id, fields, max_todos, todo_id=record.todo_id)
     except DuplicateKeyError:
         # A taken-over claim whose first request did insert the todo before dying.
-        existing = await store.get_todo(owner_id=record.owner_id, todo_id=record.todo_id)
+        existing = await store.get_todo(todo_id=record.todo_id, lists=caller.readable())
         if existing is None:
             raise
         stored = existing
@@ -98,54 +160,140 @@ async def _create_for(
     return CreatedTodo(body)
 
 
-TODO_NOT_FOUND = "Todo not found"
-TODO_CHANGED = "The todo has changed since that ETag: read it again and retry"
+@budgeted
+async def writable_todo(
+    *, caller: Caller, todo_id: PydanticObjectId, versions: list[int] | None
+) -> StoredTodo:
+    """The live todo, if the caller may change it and it is at one of `versions` (when
+    given); else why not, in this order: NotFound if they can't read it (as for an id that
+    doesn't exist), Forbidden if they only view its list, PreconditionFailed if it is at
+    another version.
+
+    The one explanation of every todo write that matched nothing.
+    """
+    stored = await store.get_todo(todo_id=todo_id, lists=caller.readable())
+    if stored is None:
+        raise NotFound(TODO_NOT_FOUND)
+    caller.require(stored["list_id"], WRITE)  # readable: only a Forbidden can come of it
+    if versions is not None and stored["version"] not in versions:
+        raise PreconditionFailed(TODO_CHANGED)
+    return stored
 
 
 @budgeted
 async def update_todo(
     *,
-    owner_id: PydanticObjectId,
+    caller: Caller,
     todo_id: PydanticObjectId,
     changes: dict[str, Any],
     versions: list[int] | None,
+    list_id: PydanticObjectId | None = None,
+    max_todos: int,
 ) -> StoredTodo:
-    """Apply `changes` (none: just read) to the owner's todo, if at one of `versions` when
-    given. NotFound if it isn't the owner's todo, PreconditionFailed if at another version."""
+    """Apply `changes` (none: just read) to the todo, if the caller may change it, at one of
+    `versions` when given; with `list_id`, in that list (moving it there if it is elsewhere).
+    Errors as writable_todo says; for a move, also NotFound ("List not found") or Forbidden
+    for the target list, and Conflict if it is full."""
+    if list_id is not None:
+        caller.require(list_id, WRITE)
     if not changes:
-        stored = await store.get_todo(owner_id=owner_id, todo_id=todo_id)
-        if stored is None:
-            raise NotFound(TODO_NOT_FOUND)
-        if versions is not None and stored["version"] not in versions:
-            raise PreconditionFailed(TODO_CHANGED)
-        return stored
-    # The owner filter, the version check and the write are one operation: no read-then-write.
+        current = await writable_todo(caller=caller, todo_id=todo_id, versions=versions)
+        if list_id is None or current["list_id"] == list_id:
+            return current
+        return await _move(caller, current, list_id, changes, versions, max_todos)
+    # The list filter, the version check and the write are one operation: no read-then-write.
+    # With list_id, this only matches a todo that is already there (not a move).
     updated = await store.update_todo(
-        owner_id=owner_id, todo_id=todo_id, changes=changes, versions=versions
+        todo_id=todo_id,
+        lists=caller.writable() if list_id is None else [list_id],
+        readable=caller.readable(),
+        changes=changes,
+        versions=versions,
     )
-    if updated is None:
-        await _missing_or_changed(owner_id=owner_id, todo_id=todo_id)
-    return updated
+    if updated is not None:
+        return updated
+    current = await writable_todo(caller=caller, todo_id=todo_id, versions=versions)
+    if list_id is None or current["list_id"] == list_id:
+        raise Conflict(TODO_RACED)
+    return await _move(caller, current, list_id, changes, versions, max_todos)
+
+
+async def _move(
+    caller: Caller,
+    current: StoredTodo,
+    target: PydanticObjectId,
+    changes: dict[str, Any],
+    versions: list[int] | None,
+    max_todos: int,
+) -> StoredTodo:
+    """Move `current` (a todo the caller may change) to `target` with `changes`: a slot of
+    the target taken first, then one atomic update of the todo (only if it is still in its
+    list), then the source's slot given back; the target's slot goes back if the todo didn't
+    move. Both lists' counts stay exact whatever runs in parallel."""
+    source: PydanticObjectId = current["list_id"]
+    if not await lists.reserve_todo_slot(list_id=target, max_todos=max_todos):
+        raise Conflict(list_full(max_todos))
+    try:
+        moved, stored = await store.move_todo(
+            todo_id=current["_id"],
+            source=source,
+            target=target,
+            readable=caller.readable(),
+            changes=changes,
+            versions=versions,
+        )
+    except Exception:
+        with contextlib.suppress(PyMongoError):
+            await lists.release_todo_slots(list_id=target, count=1)
+        raise
+    if not moved:
+        await lists.release_todo_slots(list_id=target, count=1)
+        # Moved, changed or deleted since it was read: say which.
+        await writable_todo(caller=caller, todo_id=current["_id"], versions=versions)
+        raise Conflict(TODO_RACED)
+    await lists.release_todo_slots(list_id=source, count=1)
+    if stored is None:  # deleted (or moved again) right after the move
+        raise NotFound(TODO_NOT_FOUND)
+    return stored
 
 
 @budgeted
 async def delete_todo(
-    *, owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None
+    *, caller: Caller, todo_id: PydanticObjectId, versions: list[int] | None
 ) -> None:
-    """Delete the owner's todo, if at one of `versions` when given; NotFound or
-    PreconditionFailed as for update_todo."""
-    if not await store.delete_todo(owner_id=owner_id, todo_id=todo_id, versions=versions):
-        await _missing_or_changed(owner_id=owner_id, todo_id=todo_id)
+    """Delete the todo if the caller may change it, at one of `versions` when given, and give
+    its list's slot back. Errors as writable_todo says."""
+    list_id = await store.delete_todo(todo_id=todo_id, lists=caller.writable(), versions=versions)
+    if list_id is None:
+        await writable_todo(caller=caller, todo_id=todo_id, versions=versions)
+        raise Conflict(TODO_RACED)
+    await lists.release_todo_slots(list_id=list_id, count=1)
 
 
-async def _missing_or_changed(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> NoReturn:
-    """Why a conditional write matched nothing: 404 if not the owner's todo, else 412."""
-    # Ownership first: someone else's todo is a 404 whatever If-Match says.
-    if await store.get_todo(owner_id=owner_id, todo_id=todo_id) is None:
-        raise NotFound(TODO_NOT_FOUND)
-    raise PreconditionFailed(TODO_CHANGED)
+@budgeted
+async def clear_completed(*, caller: Caller, list_id: PydanticObjectId | None) -> int:
+    """Delete every completed todo of `list_id` (editor or owner of it), or of every list the
+    caller may change; how many. Each list's slots are given back by its own count."""
+    if list_id is not None:
+        caller.require(list_id, WRITE)
+        scope = [list_id]
+    else:
+        scope = caller.writable()
+        if len(scope) > 1:
+            # Only the lists that have some: one query instead of a write per list.
+            scope = await store.lists_with_completed(lists=scope)
+    deleted = 0
+    for each in scope:
+        count = await store.clear_completed(list_id=each)
+        if count:
+            await lists.release_todo_slots(list_id=each, count=count)
+        deleted += count
+    return deleted
 
 
-# Called by accounts: account deletion (accounts/service.delete_everything_of) removes the
-# owner's todos and their idempotency records in its transaction.
-delete_todos_of = store.delete_todos_of
+# Called by lists (list deletion) and accounts (account deletion: the lists the user owns):
+# tombstones every live todo of a list that is being deleted, without giving its slots back.
+delete_todos_in_list = store.delete_todos_in_list
+# Called by accounts at account deletion: the user's idempotency records, which hold copies
+# of todos they created.
+delete_idempotency_keys_of = store.delete_idempotency_keys_of

@@ -1,55 +1,42 @@
-"""Queries on single todos. Every one filters on owner_id: nobody reaches another user's todos.
+"""Queries on single todos. Every one that reads or changes a todo for a caller filters on
+the lists the caller may read (or change): nobody reaches the todos of a list they aren't a
+member of.
 
 Listings (many todos, filtered and paged) are in listing.py. A todo is read and returned as
 its raw document (StoredTodo); TodoPublic.from_stored is its one conversion to the API shape.
+The todo limit (MAX_TODOS_PER_LIST) is a slot on the list document, taken and given back by
+service.py through lists.service: this module only touches todos.
 """
 
-import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
 import pymongo
 from beanie import PydanticObjectId
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
 
-from service.accounts.models import User
 from service.core.budget import budgeted
 from service.core.clock import utc_now
-from service.core.store import update_then_read
-from service.errors import Conflict
+from service.core.store import StoredDocument, update_then_read
 from service.todos.dates import due_instant
 from service.todos.models import IdempotencyKey, StoredTodo, Todo
 
 # Normal reads never see tombstones (deleted todos kept for delta sync).
 LIVE: dict[str, Any] = {"deleted_at": None}
 
-
-# ---- the owner's todo slots (MAX_TODOS_PER_USER) ----
-# The count of a user's live todos lives on the user document (`users.todo_count`), not in a
-# count of the todos collection: without transactions, only a conditional update of one
-# document can check the limit and take a slot atomically (count-then-insert would let
-# parallel creates all pass the check). Creates take a slot first; deletes give theirs back.
+Lists = list[PydanticObjectId]
 
 
-async def _reserve_todo_slot(owner_id: PydanticObjectId, max_todos: int) -> bool:
-    """Take one of the owner's `max_todos` slots; False if they are all taken."""
-    # `$not: {$gte}` also matches users stored before todo_count existed.
-    reserved = await User.get_pymongo_collection().update_one(
-        {"_id": owner_id, "todo_count": {"$not": {"$gte": max_todos}}},
-        {"$inc": {"todo_count": 1}},
-    )
-    return reserved.modified_count == 1
+def _todos() -> AsyncCollection[StoredDocument]:
+    return Todo.get_pymongo_collection()
 
 
-async def _release_todo_slots(owner_id: PydanticObjectId, count: int) -> None:
-    """Give back `count` of the owner's todo slots (after deletes, or a failed insert)."""
-    await User.get_pymongo_collection().update_one(
-        {"_id": owner_id, "todo_count": {"$gte": count}}, {"$inc": {"todo_count": -count}}
-    )
-
-
-# ---- todos ----
+def in_lists(lists: Lists) -> PydanticObjectId | dict[str, Lists]:
+    """A filter value matching any of `lists`: one list as itself (an equality is what an
+    index serves best), several as `$in`."""
+    return lists[0] if len(lists) == 1 else {"$in": lists}
 
 
 def _derived_due(due: str | None) -> dict[str, Any]:
@@ -60,58 +47,50 @@ def _derived_due(due: str | None) -> dict[str, Any]:
 
 
 @budgeted
-async def create_todo(
+async def insert_todo(
     *,
-    owner_id: PydanticObjectId,
+    list_id: PydanticObjectId,
+    created_by: PydanticObjectId,
     fields: dict[str, Any],
-    max_todos: int,
     todo_id: PydanticObjectId | None = None,
 ) -> StoredTodo:
-    """Insert a todo owned by owner_id with the writable `fields` (a validated TodoCreate);
-    Conflict if the owner already has `max_todos` live todos."""
-    if not await _reserve_todo_slot(owner_id, max_todos):
-        raise Conflict(f"Todo limit reached: at most {max_todos} todos; delete some first.")
+    """Insert a todo into the list with the writable `fields` (a validated TodoCreate); the
+    caller has taken the list's todo slot (service.create_todo)."""
     now = utc_now()
     values = {**fields, **_derived_due(fields.get("due"))}
     # Built as a Todo for its defaults and checks, inserted as the document it dumps to.
     stored: dict[str, Any] = Todo(
         id=todo_id or PydanticObjectId(),
-        owner_id=owner_id,
+        list_id=list_id,
+        created_by=created_by,
+        sync_lists=[list_id],
         completed_at=now if values.get("completed") else None,
         created_at=now,
         updated_at=now,
         **values,
     ).model_dump(by_alias=True)
-    try:
-        await Todo.get_pymongo_collection().insert_one(stored)
-    except Exception:
-        # Best effort: if the database is gone this fails too, and the count stays one high
-        # (the limit gets stricter by one, never looser).
-        with contextlib.suppress(PyMongoError):
-            await _release_todo_slots(owner_id, 1)
-        raise
+    await _todos().insert_one(stored)
     return stored
 
 
 @budgeted
-async def get_todo(*, owner_id: PydanticObjectId, todo_id: PydanticObjectId) -> StoredTodo | None:
-    """The owner's live todo with this id; None for anyone else's (or a tombstone)."""
-    stored: StoredTodo | None = await Todo.get_pymongo_collection().find_one(
-        _one_todo(owner_id, todo_id, None)
-    )
+async def get_todo(*, todo_id: PydanticObjectId, lists: Lists) -> StoredTodo | None:
+    """The live todo with this id if it is in one of `lists`; None otherwise (another list's,
+    a tombstone, no such id)."""
+    stored: StoredTodo | None = await _todos().find_one(_one_todo(todo_id, lists, None))
     return stored
 
 
 def _one_todo(
-    owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None
+    todo_id: PydanticObjectId, lists: Lists, versions: list[int] | None
 ) -> dict[str, Any]:
-    query: dict[str, Any] = {"_id": todo_id, "owner_id": owner_id, **LIVE}
+    query: dict[str, Any] = {"_id": todo_id, "list_id": in_lists(lists), **LIVE}
     if versions is not None:
         query["version"] = {"$in": versions}
     return query
 
 
-def _update_pipeline(changes: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+def _update_stage(changes: dict[str, Any], now: datetime) -> dict[str, Any]:
     """One $set stage applying `changes`; expressions read the stored values before it.
 
     A pipeline (rather than a plain $set) lets `completed_at` depend on the stored `completed`
@@ -130,34 +109,71 @@ def _update_pipeline(changes: dict[str, Any], now: datetime) -> list[dict[str, A
         )
     stage["updated_at"] = {"$literal": now}
     stage["version"] = {"$add": ["$version", 1]}
-    return [{"$set": stage}]
+    return stage
 
 
 @budgeted
 async def update_todo(
     *,
-    owner_id: PydanticObjectId,
     todo_id: PydanticObjectId,
+    lists: Lists,
+    readable: Lists,
     changes: dict[str, Any],
     versions: list[int] | None = None,
 ) -> StoredTodo | None:
-    """Apply `changes` to the owner's live todo in one atomic update and bump its version.
+    """Apply `changes` to the live todo if it is in one of `lists`, in one atomic update, and
+    bump its version; the todo as it is now, if it is still in one of `readable`.
 
     With `versions`, only if the stored version is one of them: the check is part of the
     update's filter, so of two writers holding the same version exactly one wins.
     None if nothing matched.
     """
     matched, stored = await update_then_read(
-        Todo.get_pymongo_collection(),
-        _one_todo(owner_id, todo_id, versions),
-        _update_pipeline(changes, utc_now()),
-        read=_one_todo(owner_id, todo_id, None),
+        _todos(),
+        _one_todo(todo_id, lists, versions),
+        [{"$set": _update_stage(changes, utc_now())}],
+        read=_one_todo(todo_id, readable, None),
     )
     return stored if matched else None
 
 
-# What a tombstone keeps: its id, owner_id, version and timestamps (created_at, updated_at,
-# deleted_at), all that delta sync and the feed's `deleted` event report. Everything the user
+@budgeted
+async def move_todo(
+    *,
+    todo_id: PydanticObjectId,
+    source: PydanticObjectId,
+    target: PydanticObjectId,
+    readable: Lists,
+    changes: dict[str, Any],
+    versions: list[int] | None = None,
+) -> tuple[bool, StoredTodo | None]:
+    """Move the live todo from `source` to `target` with `changes`, in one atomic update (only
+    if it is still in `source`, and at one of `versions` when given): whether it moved, and
+    the todo as it is now if it is in one of `readable`.
+
+    `moved_from` records the list it left (for the change feed), and `sync_lists` gains the
+    target, so that delta sync reports the todo to the members of every list it was in.
+    """
+    stage = _update_stage(changes, utc_now())
+    stage["list_id"] = {"$literal": target}
+    stage["moved_from"] = "$list_id"  # the stored value: expressions read the todo before
+    # Todos written before sync_lists existed count as having been in their list only.
+    before = {"$ifNull": ["$sync_lists", ["$list_id"]]}
+    # An ObjectId can't be read as a field path or an operator: it needs no $literal.
+    stage["sync_lists"] = {
+        "$cond": [{"$in": [target, before]}, before, {"$concatArrays": [before, [target]]}]
+    }
+    return await update_then_read(
+        _todos(),
+        _one_todo(todo_id, [source], versions),
+        [{"$set": stage}],
+        read=_one_todo(todo_id, readable, None),
+    )
+
+
+# What a tombstone keeps: its id, its lists (list_id, sync_lists, moved_from), created_by,
+# version and timestamps (created_at, updated_at, deleted_at), all that delta sync and the
+# feed's `deleted` event need. Everything the user
 # wrote goes in the same update as the deletion: a deleted todo's content is not retained.
 TOMBSTONE_DROPS = [
     "text",
@@ -182,31 +198,57 @@ def _tombstone_update(now: datetime) -> dict[str, Any]:
 
 @budgeted
 async def delete_todo(
-    *, owner_id: PydanticObjectId, todo_id: PydanticObjectId, versions: list[int] | None = None
-) -> bool:
-    """Delete the owner's todo (if at one of `versions`, when given); False if none matched.
+    *, todo_id: PydanticObjectId, lists: Lists, versions: list[int] | None = None
+) -> PydanticObjectId | None:
+    """Delete the live todo if it is in one of `lists` (and at one of `versions`, when given):
+    the list it was deleted from, or None if nothing matched.
 
     The todo stays as a tombstone (deleted_at set, version bumped, its content removed) so that
     delta sync and the change feed see the deletion; a TTL index removes it after the
     retention period.
     """
-    result = await Todo.get_pymongo_collection().update_one(
-        _one_todo(owner_id, todo_id, versions), _tombstone_update(utc_now())
+    result = await _todos().update_one(
+        _one_todo(todo_id, lists, versions), _tombstone_update(utc_now())
     )
     if result.modified_count != 1:
-        return False
-    await _release_todo_slots(owner_id, 1)
-    return True
+        return None
+    if len(lists) == 1:
+        return lists[0]  # the filter named the list: no need to read it back
+    # A tombstone is never moved: its list_id is the list it was deleted from.
+    stored = await _todos().find_one({"_id": todo_id}, projection={"list_id": 1})
+    return None if stored is None else PydanticObjectId(stored["list_id"])
 
 
 @budgeted
-async def clear_completed(*, owner_id: PydanticObjectId) -> int:
-    """Delete (as tombstones) every completed todo of the owner; how many there were."""
-    result = await Todo.get_pymongo_collection().update_many(
-        {"owner_id": owner_id, "completed": True, **LIVE}, _tombstone_update(utc_now())
+async def lists_with_completed(*, lists: Lists) -> Lists:
+    """Those of `lists` that hold a completed live todo."""
+    found = await _todos().distinct(
+        "list_id", {"list_id": in_lists(lists), "completed": True, **LIVE}
     )
-    if result.modified_count:
-        await _release_todo_slots(owner_id, result.modified_count)
+    return [PydanticObjectId(list_id) for list_id in found]
+
+
+@budgeted
+async def clear_completed(*, list_id: PydanticObjectId) -> int:
+    """Delete (as tombstones) every completed todo of the list; how many there were."""
+    result = await _todos().update_many(
+        {"list_id": list_id, "completed": True, **LIVE}, _tombstone_update(utc_now())
+    )
+    return result.modified_count
+
+
+@budgeted
+async def delete_todos_in_list(
+    *, list_id: PydanticObjectId, session: AsyncClientSession | None = None
+) -> int:
+    """Delete (as tombstones) every live todo of the list; how many there were. In
+    `session`'s transaction if given.
+
+    For a list being deleted: its todo slots are not given back (the list goes with them).
+    """
+    result = await _todos().update_many(
+        {"list_id": list_id, **LIVE}, _tombstone_update(utc_now()), session=session
+    )
     return result.modified_count
 
 
@@ -235,10 +277,11 @@ async def ensure_tombstone_ttl(*, retention: timedelta) -> None:
 
 
 @budgeted
-async def delete_todos_of(
-    *, owner_id: PydanticObjectId, session: AsyncClientSession | None
+async def delete_idempotency_keys_of(
+    *, user_id: PydanticObjectId, session: AsyncClientSession | None = None
 ) -> None:
-    """Delete every todo of the owner, and first their idempotency records: each holds a copy
-    of the todo it created. In `session`'s transaction if given."""
-    for collection in (IdempotencyKey.get_pymongo_collection(), Todo.get_pymongo_collection()):
-        await collection.delete_many({"owner_id": owner_id}, session=session)
+    """Delete the user's idempotency records (each holds a copy of the todo it created). In
+    `session`'s transaction if given."""
+    await IdempotencyKey.get_pymongo_collection().delete_many(
+        {"owner_id": user_id}, session=session
+    )

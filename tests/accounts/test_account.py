@@ -265,7 +265,9 @@ async def test_delete_me_removes_the_user_todos_and_sessions(client: AsyncClient
     response = await delete_me(client, account.headers, DEFAULT_PASSWORD)
     assert response.status_code == 204
     assert await User.find(User.email == account.email).count() == 0
-    assert await Todo.find({"owner_id": PydanticObjectId(account.id)}).count() == 0
+    # The todos of the user's default list (its id is the user's) are tombstones now.
+    live = {"list_id": PydanticObjectId(account.id), "deleted_at": None}
+    assert await Todo.find(live).count() == 0
     assert await Session.find({"user_id": PydanticObjectId(account.id)}).count() == 0
     for headers in (account.headers, second.headers):
         assert (await client.get("/api/me", headers=headers)).status_code == 401
@@ -353,5 +355,5 @@ async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
     # Rolled back: what was deleted before the failure is all still there.
     assert await Session.find({"user_id": user_id}).count() == 1
     assert await IdempotencyKey.find({"owner_id": user_id}).count() == 1
-    assert await Todo.find({"owner_id": user_id}).count() == 1
+    assert await Todo.find({"list_id": user_id, "deleted_at": None}).count() == 1
     assert (await client.get("/api/todos", headers=account.headers)).json()["items"]

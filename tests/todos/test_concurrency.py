@@ -1,20 +1,23 @@
-"""Limits and races: MAX_TODOS_PER_USER under parallel creates, parallel signups."""
+"""Limits and races: MAX_TODOS_PER_LIST under parallel creates, parallel signups (parallel
+moves and creates by several members: test_moves.py)."""
 
 import asyncio
 
 import pytest
+from beanie import PydanticObjectId
 from httpx import AsyncClient
 
 from service.app import create_app
 from service.config import Settings
 from service.db import MongoDatabase
-from tests.utils import DEFAULT_PASSWORD, app_client, create_account, create_todo
+from service.lists.models import TodoList
+from tests.utils import DEFAULT_PASSWORD, app_client, create_account, create_list, create_todo
 
 
 async def test_todo_limit_is_409_and_deleting_frees_a_slot(
     settings: Settings, database: MongoDatabase
 ) -> None:
-    app = create_app(settings.model_copy(update={"max_todos_per_user": 3}), database=database)
+    app = create_app(settings.model_copy(update={"max_todos_per_list": 3}), database=database)
     async with app_client(app) as client:
         user = await create_account(client)
         todos = [await create_todo(client, user, f"t{i}") for i in range(3)]
@@ -23,12 +26,14 @@ async def test_todo_limit_is_409_and_deleting_frees_a_slot(
         )
         assert response.status_code == 409
         assert response.json() == {
-            "detail": "Todo limit reached: at most 3 todos; delete some first."
+            "detail": "Todo limit reached: at most 3 todos per list; delete some first."
         }
         deleted = await client.delete(f"/api/todos/{todos[0]['id']}", headers=user.headers)
         assert deleted.status_code == 204
         await create_todo(client, user, "fits again")
-        # Another user's limit is their own.
+        # Another list's limit is its own, and so is another user's.
+        other_list = await create_list(client, user, "Other")
+        await create_todo(client, user, "in the other list", list_id=other_list["id"])
         other = await create_account(client)
         await create_todo(client, other)
 
@@ -36,7 +41,7 @@ async def test_todo_limit_is_409_and_deleting_frees_a_slot(
 async def test_todo_limit_holds_under_parallel_creates(
     settings: Settings, database: MongoDatabase
 ) -> None:
-    app = create_app(settings.model_copy(update={"max_todos_per_user": 5}), database=database)
+    app = create_app(settings.model_copy(update={"max_todos_per_list": 5}), database=database)
     async with app_client(app) as client:
         user = await create_account(client)
         responses = await asyncio.gather(
@@ -49,6 +54,9 @@ async def test_todo_limit_holds_under_parallel_creates(
         assert statuses == [201] * 5 + [409] * 15
         listed = await client.get("/api/mytodos", headers=user.headers)
         assert len(listed.json()) == 5
+        stored = await TodoList.get(PydanticObjectId(user.id))
+        assert stored is not None
+        assert stored.todo_count == 5
 
 
 # What this proves is that none of 100 parallel creates is lost or doubled. The last of them

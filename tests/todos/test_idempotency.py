@@ -9,9 +9,10 @@ from bson import ObjectId
 from httpx import AsyncClient, Response
 
 from service.core.clock import utc_now
+from service.lists.models import TodoList
 from service.todos.idempotency import request_hash
 from service.todos.models import IdempotencyKey, Todo
-from tests.utils import UserAccount
+from tests.utils import UserAccount, create_list, share_list
 
 
 async def post(
@@ -22,7 +23,8 @@ async def post(
 
 
 async def count(user: UserAccount) -> int:
-    return await Todo.find({"owner_id": ObjectId(user.id)}).count()
+    """How many todos `user` created."""
+    return await Todo.find({"created_by": ObjectId(user.id)}).count()
 
 
 def assert_replays(first: Response, retry: Response) -> None:
@@ -181,3 +183,57 @@ async def test_a_record_holds_the_answer_but_not_what_follows_from_it(
     assert record["response_body"] == first.json()
     assert "status_code" not in record
     assert "location" not in record
+
+
+# ---- keys and lists ----
+
+
+async def test_a_key_names_the_list_it_created_in(client: AsyncClient, alice: UserAccount) -> None:
+    errands = await create_list(client, alice, "Errands")
+    first = await post(client, alice, {"text": "x", "list_id": errands["id"]})
+    assert first.json()["list_id"] == errands["id"]
+    assert_replays(first, await post(client, alice, {"text": "x", "list_id": errands["id"]}))
+    # The same key for another list is another body.
+    other = await post(client, alice, {"text": "x", "list_id": alice.id})
+    assert other.status_code == 422
+    assert await count(alice) == 1
+    # One slot taken, by the one todo created.
+    stored = await TodoList.get(ObjectId(errands["id"]))
+    assert stored is not None
+    assert stored.todo_count == 1
+
+
+async def test_a_key_sent_without_a_list_is_not_the_default_list_named(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    """The body as sent decides: naming the default list is another body than leaving it out
+    (both create in the same list)."""
+    first = await post(client, alice, {"text": "x"})
+    assert first.json()["list_id"] == alice.id
+    assert_replays(first, await post(client, alice, {"text": "x"}))
+    assert (await post(client, alice, {"text": "x", "list_id": alice.id})).status_code == 422
+
+
+async def test_keys_are_per_user_in_a_shared_list(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, alice)
+    await share_list(client, alice, shared["id"], bob, "editor")
+    body = {"text": "x", "list_id": shared["id"]}
+    mine, theirs = await post(client, alice, body), await post(client, bob, body)
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert theirs.json()["created_by"] == bob.id
+
+
+async def test_a_refused_create_claims_no_key(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, alice)
+    await share_list(client, alice, shared["id"], bob, "viewer")
+    refused = await post(client, bob, {"text": "x", "list_id": shared["id"]})
+    assert refused.status_code == 403
+    assert await IdempotencyKey.count() == 0
+    # The key is still free for the request the viewer may make.
+    assert (await post(client, bob, {"text": "x", "list_id": shared["id"]})).status_code == 403
+    assert (await post(client, bob, {"text": "x"})).status_code == 201

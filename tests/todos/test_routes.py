@@ -1,11 +1,14 @@
 from typing import Any
 
 import pytest
+from beanie import PydanticObjectId
 from bson import ObjectId
 from httpx import AsyncClient
 
+from service.todos import store
 from service.todos.models import Todo
-from tests.utils import UserAccount, create_todo
+from tests.todos.conftest import assert_counts_exact
+from tests.utils import UserAccount, create_list, create_todo
 
 
 async def list_all(client: AsyncClient, user: UserAccount, limit: int) -> list[dict[str, Any]]:
@@ -22,6 +25,11 @@ async def list_all(client: AsyncClient, user: UserAccount, limit: int) -> list[d
         cursor = page["next_cursor"]
         if cursor is None:
             return items
+
+
+def in_default_list(user: UserAccount, text: str) -> Todo:
+    """A todo of the user's default list, to insert straight into the database."""
+    return Todo(list_id=ObjectId(user.id), created_by=ObjectId(user.id), text=text)
 
 
 # ---- create ----
@@ -44,6 +52,8 @@ async def test_create_returns_the_todo_and_its_location(
     body = response.json()
     assert set(body) == {
         "id",
+        "list_id",
+        "created_by",
         "text",
         "notes",
         "completed",
@@ -57,16 +67,22 @@ async def test_create_returns_the_todo_and_its_location(
     }
     assert body["text"] == "water the plants"
     assert body["completed"] is False
+    # Without list_id: the default list, whose id is the user's.
+    assert (body["list_id"], body["created_by"]) == (alice.id, alice.id)
     assert response.headers["location"].endswith(f"/api/todos/{body['id']}")
     read = await client.get(response.headers["location"], headers=alice.headers)
     assert read.json() == body
 
 
-async def test_create_stores_the_owner(client: AsyncClient, alice: UserAccount) -> None:
+async def test_create_stores_the_list_and_the_creator(
+    client: AsyncClient, alice: UserAccount
+) -> None:
     body = await create_todo(client, alice)
     todo = await Todo.get(ObjectId(body["id"]))
     assert todo is not None
-    assert str(todo.owner_id) == alice.id
+    assert (str(todo.list_id), str(todo.created_by)) == (alice.id, alice.id)
+    assert [str(each) for each in todo.sync_lists] == [alice.id]
+    assert todo.moved_from is None
 
 
 async def test_create_can_start_completed(client: AsyncClient, alice: UserAccount) -> None:
@@ -87,6 +103,9 @@ async def test_create_can_start_completed(client: AsyncClient, alice: UserAccoun
         pytest.param({"text": "ok", "completed": "maybe"}, id="bad-completed"),
         pytest.param({"text": "ok", "owner_id": "6b06a170fc44c9818f5bc95c"}, id="owner_id"),
         pytest.param({"text": "ok", "id": "6b06a170fc44c9818f5bc95c"}, id="id"),
+        pytest.param({"text": "ok", "created_by": "6b06a170fc44c9818f5bc95c"}, id="created_by"),
+        pytest.param({"text": "ok", "list_id": "not-an-id"}, id="bad-list_id"),
+        pytest.param({"text": "ok", "list_id": 5}, id="list_id-not-a-string"),
     ],
 )
 @pytest.mark.mock_only
@@ -156,7 +175,7 @@ async def test_list_pages_neither_repeat_nor_skip_when_todos_are_added(
 
 
 async def test_list_limit_defaults_to_50(client: AsyncClient, alice: UserAccount) -> None:
-    await Todo.insert_many([Todo(owner_id=ObjectId(alice.id), text=f"t{i}") for i in range(55)])
+    await Todo.insert_many([in_default_list(alice, f"t{i}") for i in range(55)])
     page = (await client.get("/api/todos", headers=alice.headers)).json()
     assert len(page["items"]) == 50
     assert page["next_cursor"] is not None
@@ -205,7 +224,7 @@ async def test_mytodos_is_a_bare_array_newest_first(
 async def test_mytodos_limit_defaults_to_100_and_caps_at_1000(
     client: AsyncClient, alice: UserAccount
 ) -> None:
-    await Todo.insert_many([Todo(owner_id=ObjectId(alice.id), text=f"t{i}") for i in range(105)])
+    await Todo.insert_many([in_default_list(alice, f"t{i}") for i in range(105)])
     assert len((await client.get("/api/mytodos", headers=alice.headers)).json()) == 100
     response = await client.get("/api/mytodos?limit=1000", headers=alice.headers)
     assert len(response.json()) == 105
@@ -287,6 +306,9 @@ async def test_patch_with_an_empty_body_changes_nothing(
         pytest.param({"completed": None}, id="null-completed"),
         pytest.param({"text": ""}, id="empty-text"),
         pytest.param({"owner_id": "6b06a170fc44c9818f5bc95c"}, id="owner_id"),
+        pytest.param({"created_by": "6b06a170fc44c9818f5bc95c"}, id="created_by"),
+        pytest.param({"list_id": None}, id="null-list_id"),
+        pytest.param({"list_id": "6b06a170fc44c9818f5bc95"}, id="short-list_id"),
     ],
 )
 @pytest.mark.mock_only
@@ -383,3 +405,63 @@ async def test_malformed_id_is_422_never_500(
         method, f"/api/todos/{bad_id}", json=body, headers=alice.headers
     )
     assert response.status_code == 422
+
+
+# ---- writes that match nothing although the todo passes every check afterwards ----
+
+
+@pytest.mark.parametrize(("method", "body"), METHODS[1:], ids=[m for m, _ in METHODS[1:]])
+async def test_a_write_that_raced_another_is_409(
+    client: AsyncClient,
+    alice: UserAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    body: dict[str, Any] | None,
+) -> None:
+    """A write filtered on the caller's lists that matched nothing, for a todo then found in
+    one of them at an acceptable version: it was moved in between (say). Not a 404, 403 or 412
+    (none is true): a 409 that says to retry."""
+    errands = await create_list(client, alice, "Errands")
+    created = await create_todo(client, alice)
+    write = "delete_todo" if method == "DELETE" else "update_todo"
+    real = getattr(store, write)
+
+    async def missed(**kwargs: Any) -> Any:
+        # The todo was elsewhere when the write ran: it lands where the caller may write after.
+        return await real(**{**kwargs, "lists": [PydanticObjectId(errands["id"])]})
+
+    monkeypatch.setattr(store, write, missed)
+    response = await client.request(
+        method, f"/api/todos/{created['id']}", json=body, headers=alice.headers
+    )
+    monkeypatch.undo()
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "The todo changed while it was being written: read it again and retry"
+    }
+    assert (await client.get(f"/api/todos/{created['id']}", headers=alice.headers)).json() == (
+        created
+    )
+
+
+async def test_a_todo_deleted_right_after_its_move_is_404(
+    client: AsyncClient, alice: UserAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move happened (both counts follow it), but the todo was gone before it could be
+    read back."""
+    errands = await create_list(client, alice, "Errands")
+    created = await create_todo(client, alice)
+    real = store.move_todo
+
+    async def then_deleted(**kwargs: Any) -> Any:
+        moved, _ = await real(**kwargs)
+        await client.delete(f"/api/todos/{created['id']}", headers=alice.headers)
+        return moved, None
+
+    monkeypatch.setattr(store, "move_todo", then_deleted)
+    response = await client.patch(
+        f"/api/todos/{created['id']}", json={"list_id": errands["id"]}, headers=alice.headers
+    )
+    monkeypatch.undo()
+    assert (response.status_code, response.json()) == (404, {"detail": "Todo not found"})
+    await assert_counts_exact(alice.id, errands["id"])

@@ -10,7 +10,14 @@ from httpx import AsyncClient
 from service.config import Environment, Settings
 from service.todos.models import Todo
 from tests.conftest import TEST_SECRET_KEY
-from tests.utils import UserAccount, create_todo
+from tests.todos.conftest import (
+    assert_counts_exact,
+    delete_list,
+    remove_member,
+    snapshot,
+    todo_count,
+)
+from tests.utils import UserAccount, create_list, create_todo, share_list
 
 LONG_AGO = "2000-01-01T00:00:00Z"
 
@@ -73,7 +80,17 @@ async def test_tombstones_expire_through_a_ttl_index(
     assert indexes["todos_tombstone_ttl"]["expireAfterSeconds"] == 30 * 24 * 60 * 60
 
 
-SYNC_FIELDS = {"_id", "owner_id", "version", "created_at", "updated_at", "deleted_at"}
+SYNC_FIELDS = {
+    "_id",
+    "list_id",
+    "created_by",
+    "sync_lists",
+    "moved_from",
+    "version",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+}
 
 
 async def test_a_tombstone_keeps_only_what_sync_needs(
@@ -150,7 +167,8 @@ async def test_updated_since_lists_changes_in_update_order(
     assert [item["id"] for item in body["items"]] == [first["id"], second["id"]]
     assert body["items"][0]["notes"] == "n"
     tombstone = body["items"][1]
-    assert set(tombstone) == {"id", "deleted", "deleted_at", "version"}
+    assert set(tombstone) == {"id", "list_id", "created_by", "deleted", "deleted_at", "version"}
+    assert (tombstone["list_id"], tombstone["created_by"]) == (alice.id, alice.id)
     assert (tombstone["deleted"], tombstone["version"]) == (True, 2)
     live_only = await changes(client, alice, updated_since=recently())
     assert [item["id"] for item in live_only["items"]] == [first["id"]]
@@ -272,3 +290,234 @@ async def test_a_delta_cursor_is_bound_to_its_updated_since(
             headers=alice.headers,
         )
         assert response.status_code == 400, other
+
+
+# ---- delta sync across lists: todos that leave a reader's view ----
+
+
+async def move(client: AsyncClient, user: UserAccount, todo: dict[str, Any], list_id: str) -> None:
+    response = await client.patch(
+        f"/api/todos/{todo['id']}", json={"list_id": list_id}, headers=user.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_todo_moved_to_a_list_the_reader_cannot_read_is_a_tombstone_of_the_list_it_left(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, alice, "Shared")
+    private = await create_list(client, alice, "Private")
+    await share_list(client, alice, shared["id"], bob, "viewer")
+    todo = await create_todo(client, alice, "secret soon", list_id=shared["id"])
+    start = recently()
+    await move(client, alice, todo, private["id"])
+    for params in [{}, {"list_id": shared["id"]}]:
+        response = await client.get(
+            "/api/todos",
+            params={"updated_since": start, "include_deleted": "true", **params},
+            headers=bob.headers,
+        )
+        [tombstone] = response.json()["items"]
+        # Its deleted_at is when it left (the move: its last change).
+        assert tombstone == {
+            "id": todo["id"],
+            "list_id": shared["id"],
+            "created_by": alice.id,
+            "deleted": True,
+            "deleted_at": tombstone["deleted_at"],
+            "version": 2,
+        }
+        assert tombstone["deleted_at"] >= todo["updated_at"]
+        # Nothing of the list it went to.
+        assert private["id"] not in response.text
+    # Its owner, who reads both lists, sees the todo where it is now.
+    [moved] = (await changes(client, alice, updated_since=start, include_deleted="true"))["items"]
+    assert (moved["id"], moved["list_id"]) == (todo["id"], private["id"])
+    # Without tombstones, the reader's sync has nothing: the todo is no longer theirs to see.
+    assert (await changes(client, bob, updated_since=start))["items"] == []
+
+
+async def test_a_tombstone_names_the_last_readable_list_whatever_lists_followed(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    first = await create_list(client, alice, "First")
+    second = await create_list(client, alice, "Second")
+    hidden = [(await create_list(client, alice, f"Hidden {i}"))["id"] for i in range(2)]
+    for list_id in (first["id"], second["id"]):
+        await share_list(client, alice, list_id, bob, "editor")
+    todo = await create_todo(client, bob, "travels", list_id=first["id"])
+    start = recently()
+    await move(client, bob, todo, second["id"])
+    for list_id in hidden:
+        await move(client, alice, todo, list_id)
+    [tombstone] = (await changes(client, bob, updated_since=start, include_deleted="true"))["items"]
+    assert (tombstone["list_id"], tombstone["deleted"]) == (second["id"], True)
+    # Synced one list at a time, each list reports it gone from itself.
+    for list_id in (first["id"], second["id"]):
+        [gone] = (
+            await changes(client, bob, updated_since=start, include_deleted="true", list_id=list_id)
+        )["items"]
+        assert (gone["id"], gone["list_id"], gone["deleted"]) == (todo["id"], list_id, True)
+
+
+async def test_a_todo_moved_into_a_readable_list_appears_as_a_change(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, alice, "Shared")
+    await share_list(client, alice, shared["id"], bob, "viewer")
+    todo = await create_todo(client, alice, "private for now")
+    start = recently()
+    assert (await changes(client, bob, updated_since=start, include_deleted="true"))["items"] == []
+    await move(client, alice, todo, shared["id"])
+    for include_deleted in ("true", "false"):
+        [item] = (await changes(client, bob, updated_since=start, include_deleted=include_deleted))[
+            "items"
+        ]
+        assert (item["id"], item["list_id"], item["text"]) == (
+            todo["id"],
+            shared["id"],
+            "private for now",
+        )
+
+
+async def test_a_todo_moved_between_two_readable_lists_is_a_change_in_its_new_list(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    errands = await create_list(client, alice, "Errands")
+    todo = await create_todo(client, alice)
+    start = recently()
+    await move(client, alice, todo, errands["id"])
+    [item] = (await changes(client, alice, updated_since=start, include_deleted="true"))["items"]
+    assert (item["list_id"], item.get("deleted")) == (errands["id"], None)
+    # Synced by list: gone from the one it left, there in the other.
+    [left] = (
+        await changes(client, alice, updated_since=start, include_deleted="true", list_id=alice.id)
+    )["items"]
+    assert (left["list_id"], left["deleted"]) == (alice.id, True)
+    [arrived] = (
+        await changes(
+            client, alice, updated_since=start, include_deleted="true", list_id=errands["id"]
+        )
+    )["items"]
+    assert arrived == item
+
+
+async def test_a_deleted_lists_tombstones_reach_its_owner_only(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, alice, "Doomed")
+    await share_list(client, alice, shared["id"], bob, "editor")
+    todos = [await create_todo(client, bob, f"t{i}", list_id=shared["id"]) for i in range(2)]
+    start = recently()
+    await delete_list(shared["id"])
+    owners = await changes(client, alice, updated_since=start, include_deleted="true")
+    assert [(item["id"], item["list_id"], item["deleted"]) for item in owners["items"]] == [
+        (todo["id"], shared["id"], True) for todo in todos
+    ]
+    # The member learns of the deletion from lists sync, and drops the todos themselves.
+    assert (await changes(client, bob, updated_since=start, include_deleted="true"))["items"] == []
+    # Named, a deleted list is a list nobody can read.
+    response = await client.get(
+        "/api/todos",
+        params={"updated_since": start, "include_deleted": "true", "list_id": shared["id"]},
+        headers=alice.headers,
+    )
+    assert response.status_code == 404
+
+
+async def test_a_member_who_left_gets_nothing_more_of_the_list(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, alice, "Shared")
+    await share_list(client, alice, shared["id"], bob, "editor")
+    todo = await create_todo(client, alice, list_id=shared["id"])
+    start = recently()
+    await remove_member(shared["id"], bob)
+    await delete(client, alice, todo)
+    assert (await changes(client, bob, updated_since=start, include_deleted="true"))["items"] == []
+
+
+async def test_delta_sync_pages_across_lists(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    shared = await create_list(client, bob, "Shared")
+    await share_list(client, bob, shared["id"], alice, "viewer")
+    written = []
+    for i in range(3):
+        written.append(await create_todo(client, alice, f"mine {i}"))
+        written.append(await create_todo(client, bob, f"shared {i}", list_id=shared["id"]))
+    params = {"updated_since": recently(), "include_deleted": "true", "limit": 2}
+    body = await changes(client, alice, **params)
+    seen = [item["id"] for item in body["items"]]
+    while body["next_cursor"]:
+        body = await changes(client, alice, **params, cursor=body["next_cursor"])
+        seen.extend(item["id"] for item in body["items"])
+    assert seen == [todo["id"] for todo in written]
+
+
+# ---- clear-completed by list ----
+
+
+async def test_clear_completed_clears_every_list_the_caller_may_change(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    errands = await create_list(client, alice, "Errands")
+    editing = await create_list(client, bob, "Bob's, alice edits")
+    viewing = await create_list(client, bob, "Bob's, alice views")
+    await share_list(client, bob, editing["id"], alice, "editor")
+    await share_list(client, bob, viewing["id"], alice, "viewer")
+    lists = {"inbox": alice.id, "errands": errands["id"], "editing": editing["id"]}
+    for name, list_id in lists.items():
+        for i in range(2):
+            await create_todo(client, alice, f"{name} done {i}", list_id=list_id, completed=True)
+        await create_todo(client, alice, f"{name} open", list_id=list_id)
+    await create_todo(client, bob, "viewed done", list_id=viewing["id"], completed=True)
+    response = await client.post("/api/todos/clear-completed", headers=alice.headers)
+    assert response.json() == {"deleted": 6}
+    for list_id in lists.values():
+        assert await todo_count(list_id) == 1
+        await assert_counts_exact(list_id)
+    # A list alice only views keeps its completed todos.
+    assert await todo_count(viewing["id"]) == 1
+    await assert_counts_exact(viewing["id"])
+
+
+async def test_clear_completed_with_list_id_clears_that_list_only(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    errands = await create_list(client, alice, "Errands")
+    await create_todo(client, alice, "inbox done", completed=True)
+    await create_todo(client, alice, "errand done", list_id=errands["id"], completed=True)
+    response = await client.post(
+        "/api/todos/clear-completed", params={"list_id": errands["id"]}, headers=alice.headers
+    )
+    assert response.json() == {"deleted": 1}
+    assert (await todo_count(errands["id"]), await todo_count(alice.id)) == (0, 1)
+    await assert_counts_exact(errands["id"], alice.id)
+
+
+@pytest.mark.parametrize("role", ["viewer", "stranger"])
+async def test_clear_completed_of_a_list_the_caller_may_not_change_is_refused(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount, role: str
+) -> None:
+    shared = await create_list(client, alice)
+    if role == "viewer":
+        await share_list(client, alice, shared["id"], bob, "viewer")
+    await create_todo(client, alice, "done", list_id=shared["id"], completed=True)
+    before = await snapshot()
+    response = await client.post(
+        "/api/todos/clear-completed", params={"list_id": shared["id"]}, headers=bob.headers
+    )
+    assert response.status_code == {"viewer": 403, "stranger": 404}[role]
+    assert await snapshot() == before
+
+
+@pytest.mark.parametrize("list_id", ["abc", "0" * 25])
+@pytest.mark.mock_only
+async def test_clear_completed_with_a_malformed_list_id_is_422(
+    client: AsyncClient, alice: UserAccount, list_id: str
+) -> None:
+    response = await client.post(
+        "/api/todos/clear-completed", params={"list_id": list_id}, headers=alice.headers
+    )
+    assert response.status_code == 422
