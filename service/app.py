@@ -44,6 +44,7 @@ from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
 from service.invitations.routes import router as invitations_router
 from service.lists import store as list_store
+from service.lists.models import Membership, TodoList
 from service.lists.routes import router as lists_router
 from service.todos import store as todo_store
 from service.todos.models import Todo
@@ -90,7 +91,12 @@ async def _started(state: AppState) -> AsyncIterator[None]:
         logger.info("deleted %d sessions from before random session ids", dropped)
     # One change stream per worker process, shared by every event stream; closed on exit.
     feed = state["feed"]
-    await feed.start(Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection())
+    await feed.start(
+        Todo.get_pymongo_collection(),
+        sessions=Session.get_pymongo_collection(),
+        memberships=Membership.get_pymongo_collection(),
+        lists=TodoList.get_pymongo_collection(),
+    )
     try:
         with streams_end_on_exit_signal(feed):
             yield

@@ -5,6 +5,7 @@ conditional update, in an order that leaves a consistent state wherever it stops
 first write is the one that decides (of two requests at once, one wins there).
 """
 
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from beanie import PydanticObjectId
@@ -228,3 +229,19 @@ reserve_invitation_slot = store.reserve_invitation_slot
 release_invitation_slot = store.release_invitation_slot
 # "Inviting an existing member is a 409", checked among the list's members only.
 has_member_with_email = store.has_member_with_email
+
+# ---- for the change feed (events); added by the feed helper, other helpers append too ----
+
+
+def readable_lists(memberships: Iterable[Mapping[str, Any]]) -> set[PydanticObjectId]:
+    """The lists that a user's memberships (as stored: read with their session through
+    lists.deps.MEMBERSHIPS) let them read: the live ones."""
+    return {
+        PydanticObjectId(membership["list_id"])
+        for membership in memberships
+        if membership.get("removed_at") is None
+    }
+
+
+# The list, user and role of a membership by its id (the feed, when a membership changes).
+membership_by_id = store.membership_by_id

@@ -587,3 +587,16 @@ async def has_member_with_email(*, list_id: PydanticObjectId, email: str) -> boo
         ]
     )
     return bool(await found.to_list(1))
+
+
+# ---- for the change feed (events); added by the feed helper, other helpers append too ----
+
+
+@budgeted
+async def membership_by_id(*, membership_id: Any) -> StoredDocument | None:
+    """A membership's list, user and role by its id, tombstone or not; None if there is none
+    (the feed reads it when a membership changes: an update's description lacks them)."""
+    found: StoredDocument | None = await _memberships().find_one(
+        {"_id": membership_id}, projection={"list_id": 1, "user_id": 1, "role": 1}
+    )
+    return found
