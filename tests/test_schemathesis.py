@@ -199,6 +199,8 @@ def _schema() -> Any:
         "PUT /api/todos/{todo_id}": [412],
         "PATCH /api/todos/{todo_id}": [412],
         "DELETE /api/todos/{todo_id}": [412],
+        "PATCH /api/lists/{list_id}": [412],
+        "DELETE /api/lists/{list_id}": [412],
     }
     for name, statuses_by_design in by_design.items():
         expected = {"expected-statuses": [*default, *statuses_by_design]}
