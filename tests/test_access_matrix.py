@@ -10,6 +10,7 @@ permission grid of the README's "Lists and sharing" is checked at once.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,12 +18,15 @@ from bson import ObjectId
 from httpx import AsyncClient, Response
 
 from service.accounts.models import User
+from service.core.clock import utc_now
 from service.invitations.models import Invitation
 from service.lists.models import Membership, TodoList
 from service.todos.models import IdempotencyKey, Todo
 from tests.utils import UserAccount, create_account, create_todo, new_email
 
 ROLES = ("owner", "editor", "viewer", "stranger")
+# Delta sync from a day ago (well within the tombstone retention), in the URL's own syntax.
+SINCE = (utc_now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 # What a refused call must leave as it was (sessions and throttle counters are not the
 # resources guarded here; a refused invitation may count against the inviter's daily limit).
 GUARDED = (User, TodoList, Membership, Todo, Invitation, IdempotencyKey)
@@ -54,6 +58,7 @@ class World:
             "editor": self.users["editor"].id,
             "own_list": user.id,  # a default list's id is its owner's
             "own_todo": self.own_todos[role],
+            "since": SINCE,
         }
 
 
@@ -183,7 +188,7 @@ CALLS = [
     Call(
         "sync todos",
         "GET",
-        "/api/todos?list_id={list}&updated_since=2020-01-01T00:00:00Z&include_deleted=true",
+        "/api/todos?list_id={list}&updated_since={since}&include_deleted=true",
         (200, 200, 200, 404),
     ),
     Call(
@@ -213,7 +218,7 @@ CALLS = [
         "PUT",
         "/api/todos/{todo}",
         (200, 200, 403, 404),
-        lambda _: {"text": "replaced"},
+        lambda _: {"text": "replaced", "completed": False},
         missing="todo",
     ),
     Call("delete a todo", "DELETE", "/api/todos/{todo}", (204, 204, 403, 404), missing="todo"),
