@@ -42,6 +42,10 @@ from service.events.feed import ChangeFeed
 from service.events.routes import router as events_router
 from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
+from service.invitations.routes import router as invitations_router
+from service.lists import store as list_store
+from service.lists.models import Membership, TodoList
+from service.lists.routes import router as lists_router
 from service.migrations import migrate
 from service.todos import store as todo_store
 from service.todos.models import Todo
@@ -75,9 +79,9 @@ class AppState(TypedDict):
 
 async def _ensure_setting_indexes(settings: Settings) -> None:
     """Indexes whose options come from settings (Beanie's can't)."""
-    await todo_store.ensure_tombstone_ttl(
-        retention=timedelta(days=settings.tombstone_retention_days)
-    )
+    retention = timedelta(days=settings.tombstone_retention_days)
+    await todo_store.ensure_tombstone_ttl(retention=retention)
+    await list_store.ensure_tombstone_ttls(retention=retention)
 
 
 @asynccontextmanager
@@ -92,7 +96,12 @@ async def _started(state: AppState, database: MongoDatabase) -> AsyncIterator[No
         logger.info("deleted %d sessions from before random session ids", dropped)
     # One change stream per worker process, shared by every event stream; closed on exit.
     feed = state["feed"]
-    await feed.start(Todo.get_pymongo_collection(), sessions=Session.get_pymongo_collection())
+    await feed.start(
+        Todo.get_pymongo_collection(),
+        sessions=Session.get_pymongo_collection(),
+        memberships=Membership.get_pymongo_collection(),
+        lists=TodoList.get_pymongo_collection(),
+    )
     try:
         with streams_end_on_exit_signal(feed):
             yield
@@ -174,7 +183,9 @@ def create_app(
         # Before todos: /todos/events would otherwise match /todos/{todo_id}.
         events_router,
         todos_router,
+        lists_router,
         sessions_router,
+        invitations_router,
     ):
         app.include_router(router, prefix="/api")
     _document_operational_errors(app)

@@ -101,7 +101,9 @@ class Settings(BaseSettings):
     max_lists_per_user: Annotated[int, Field(ge=1, le=100_000)] = 100
     max_list_members: Annotated[int, Field(ge=2, le=10_000)] = 50
     max_pending_invitations: Annotated[int, Field(ge=1, le=10_000)] = 50
-    max_invitations_per_day: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    # At most 10 000: the rolling window keeps the instant of each invitation it counts, in
+    # one document (accounts/counters.reserve_rolling).
+    max_invitations_per_day: Annotated[int, Field(ge=1, le=10_000)] = 100
     invitation_ttl_days: Annotated[int, Field(ge=1, le=365)] = 7
     # HTTP hygiene and observability.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from pymongo.monitoring import CommandListener
 from service.accounts.models import Session, ThrottleCounter, User
 from service.config import Settings
 from service.events.models import EventTicket, FeedStreamSlot
+from service.invitations.models import Invitation
 from service.lists.models import Membership, TodoList
 from service.todos.models import IdempotencyKey, Todo
 
@@ -29,6 +30,7 @@ DOCUMENT_MODELS: list[type[Document]] = [
     FeedStreamSlot,
     TodoList,
     Membership,
+    Invitation,
 ]
 
 MongoDatabase = AsyncDatabase[dict[str, Any]]

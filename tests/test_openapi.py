@@ -80,11 +80,10 @@ def test_expected_paths_exist(schema: dict[str, Any]) -> None:
 def test_the_change_feed_describes_every_event_and_its_data(schema: dict[str, Any]) -> None:
     stream = schema["paths"]["/api/todos/events"]["get"]["responses"]["200"]["content"]
     item = stream["text/event-stream"]["itemSchema"]
-    data_of = {
-        variant["properties"]["event"]["const"]: variant["properties"]["data"]
-        for variant in item["oneOf"]
-    }
-    assert set(data_of) == {"ready", "created", "updated", "deleted", "revoked"}
+    variant_of = {variant["properties"]["event"]["const"]: variant for variant in item["oneOf"]}
+    data_of = {event: variant["properties"]["data"] for event, variant in variant_of.items()}
+    lists = {"list_created", "list_updated", "list_removed", "member_added", "member_removed"}
+    assert set(data_of) == {"ready", "created", "updated", "deleted", "revoked", *lists}
     for data in data_of.values():
         assert data["contentMediaType"] == "application/json"
         assert data["contentSchema"]
@@ -95,6 +94,11 @@ def test_the_change_feed_describes_every_event_and_its_data(schema: dict[str, An
     assert {"TodoPublic", "TodoTombstone"} <= set(components)
     assert data_of["ready"]["contentSchema"]["required"] == ["resumed"]
     assert data_of["revoked"]["contentSchema"]["required"] == ["detail"]
+    # List events have no id (not resumable): `ready` says which lists a stream carries.
+    for event in lists:
+        assert "id" not in variant_of[event]["required"]
+    assert "lists" in data_of["ready"]["contentSchema"]["properties"]
+    assert data_of["list_removed"]["contentSchema"]["required"] == ["id"]
     assert "heartbeat" in item["description"]
     responses = schema["paths"]["/api/todos/events"]["get"]["responses"]
     assert {"400", "401", "410", "429", "503"} <= set(responses)

@@ -194,10 +194,13 @@ def _schema() -> Any:
     default = ["2xx", "3xx", 401, 403, 404, 409, 429, "5xx"]
     by_design = {
         "GET /api/todos": [400, 410],
+        "GET /api/lists": [400, 410],
         "GET /api/todos/events": [400, 410],
         "PUT /api/todos/{todo_id}": [412],
         "PATCH /api/todos/{todo_id}": [412],
         "DELETE /api/todos/{todo_id}": [412],
+        "PATCH /api/lists/{list_id}": [412],
+        "DELETE /api/lists/{list_id}": [412],
     }
     for name, statuses_by_design in by_design.items():
         expected = {"expected-statuses": [*default, *statuses_by_design]}

@@ -143,13 +143,6 @@ async def share_list(
     assert added, f"{member.email} is already a member of {list_id}"
 
 
-async def create_todo_in(
-    client: AsyncClient, user: UserAccount, list_id: str, text: str = "buy milk", **fields: Any
-) -> dict[str, Any]:
-    """Create a todo in `list_id` through the API and return the 201 body."""
-    return await create_todo(client, user, text, list_id=list_id, **fields)
-
-
 @dataclass
 class FakeClock:
     """A clock for the app that only moves when told to."""

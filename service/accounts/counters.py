@@ -172,3 +172,51 @@ async def release(*, reserved: Reserved, now: datetime) -> None:
 async def clear(*, kind: str, subject: str) -> None:
     """Forget the subject's count (after a successful login, say)."""
     await _counters().delete_one({"_id": counter_key(kind, subject)})
+
+
+@budgeted
+async def reserve_rolling(
+    *, kind: str, subject: str, now: datetime, window: timedelta, limit: int
+) -> Reserved | Full:
+    """Count one attempt of the subject if fewer than `limit` were counted in the `window`
+    before `now` (a rolling window: any `window` long span holds at most `limit`), or tell
+    that none may be made until the oldest of them leaves the window.
+
+    The counter keeps the instant of each attempt it counted (at most `limit` of them), and
+    takes a new one with one conditional update (room: no `limit`-th instant stored), so of
+    any number of concurrent callers at most the room left get through. Instants that have
+    left the window are dropped only when the counter is full. One round trip while there is
+    room; three when full (try, drop the old ones, read when the next slot frees).
+    """
+    collection = _counters()
+    key = counter_key(kind, subject)
+    for _ in range(_MAX_ROUNDS):
+        try:
+            # Counts if there is room, or inserts the counter. A full one makes the insert
+            # collide on _id instead.
+            await collection.update_one(
+                {"_id": key, f"sent.{limit - 1}": {"$exists": False}},
+                {
+                    "$push": {"sent": now},
+                    "$max": {"expires_at": now + window},
+                    "$setOnInsert": {"kind": kind},
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass
+        else:
+            return Reserved(kind, subject)
+        dropped = await collection.update_one(
+            {"_id": key}, {"$pull": {"sent": {"$lte": now - window}}}
+        )
+        if dropped.modified_count:
+            continue  # room again
+        running = await collection.find_one({"_id": key})
+        if running is None:
+            continue  # the TTL monitor removed it: the next round inserts one
+        sent = ThrottleCounter.model_validate(running).sent
+        if len(sent) >= limit:
+            return Full(Count(len(sent), min(sent) + window))
+        # Room was made meanwhile (another request dropped old instants): try again.
+    raise RuntimeError(f"could not reserve a {kind} attempt")  # pragma: no cover

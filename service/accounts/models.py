@@ -69,14 +69,19 @@ class Session(Document):
 
 
 class ThrottleCounter(Document):
-    """Attempts counted for one key (a hashed email or IP) in a fixed window."""
+    """Attempts counted for one key (a hashed email or IP): in a fixed window (`hits` since
+    `window_start`), or in a rolling one (`sent`: when each counted attempt was made)."""
 
     # sha256 of "<kind>:<subject>", so that mistyped emails aren't stored in clear.
     id: str  # type: ignore[assignment]  # a string key instead of an ObjectId
     kind: str
-    hits: int
-    window_start: datetime
-    # The window's end: hits stop counting then; the TTL index removes the document later.
+    hits: int = 0
+    window_start: datetime | None = None
+    # Rolling windows only (counters.reserve_rolling): the instants of the attempts counted,
+    # at most the limit of them; those older than the window no longer count.
+    sent: list[datetime] = Field(default_factory=list)
+    # A fixed window's end: hits stop counting then. A rolling window's: its newest attempt
+    # plus the window. The TTL index removes the document later.
     expires_at: datetime
 
     class Settings:

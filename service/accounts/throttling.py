@@ -155,3 +155,28 @@ async def count_email_change(
         raise TooManyRequests(
             "Too many email changes; try again later", retry_after=count.retry_after(now)
         )
+
+
+INVITATIONS_SENT = "invitations-user"  # counted per user id, in a rolling window
+
+
+async def count_invitation(*, settings: Settings, user_id: PydanticObjectId, now: datetime) -> None:
+    """Count an invitation the user is about to send (atomically, before anything else is
+    checked, so that parallel ones can't slip past); 429 with `Retry-After` (when the oldest
+    counted one leaves the window) past MAX_INVITATIONS_PER_DAY in any 24 hours.
+
+    Every attempt counts, refused ones (409) included: re-invites are invitations sent too,
+    and a refusal is rare enough that counting it costs an honest owner nothing.
+    """
+    taken = await counters.reserve_rolling(
+        kind=INVITATIONS_SENT,
+        subject=str(user_id),
+        now=now,
+        window=timedelta(days=1),
+        limit=settings.max_invitations_per_day,
+    )
+    if isinstance(taken, counters.Full):
+        raise TooManyRequests(
+            "Too many invitations sent in the last 24 hours; try again later",
+            retry_after=taken.count.retry_after(now),
+        )

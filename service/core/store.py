@@ -1,10 +1,13 @@
 """Helpers every feature's store uses."""
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
+import pymongo
 from beanie import Document, PydanticObjectId
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import OperationFailure
 
 StoredDocument = dict[str, Any]
 
@@ -35,3 +38,21 @@ async def update_then_read(
     result = await collection.update_one(dict(query), update)
     stored = await collection.find_one(dict(read) if read is not None else {"_id": query["_id"]})
     return result.matched_count == 1, stored
+
+
+async def ensure_ttl_index(
+    collection: AsyncCollection[StoredDocument], *, name: str, field: str, after: timedelta
+) -> None:
+    """Create the TTL index `name` removing documents `after` their `field`'s instant, or
+    retune it if it exists with another expiry (a setting changed)."""
+    seconds = int(after.total_seconds())
+    try:
+        await collection.create_index(
+            [(field, pymongo.ASCENDING)], name=name, expireAfterSeconds=seconds
+        )
+    except OperationFailure as exc:
+        if exc.code not in {85, 86}:  # IndexOptionsConflict, IndexKeySpecsConflict
+            raise
+        await collection.database.command(
+            "collMod", collection.name, index={"name": name, "expireAfterSeconds": seconds}
+        )

@@ -1,17 +1,23 @@
-"""The live change feed: one MongoDB change stream per worker, fanned out in memory.
+"""The live change feed: two change streams per worker, fanned out in memory.
 
 `ChangeFeed` is started and stopped by the app's lifespan. It watches the todos collection
-once and hands each change to the subscribers of the todo's owner (bounded queues; a
-subscriber that can't keep up is closed and resumes with its Last-Event-ID). A resuming client
-first catches up on a change stream of its own (filtered by owner on the server), read one
-batch at a time, and then reads the shared one, skipping what the catch-up already covered.
+once (post-images looked up) and hands each change to the subscribers who can read the todo's
+list, or the list a move took it out of (bounded queues; a subscriber that can't keep up is
+closed and resumes with its Last-Event-ID). Each subscription holds the ids of the lists its
+user can read, read with its session when it opens and kept current by the feed. A resuming
+client first catches up on a change stream of its own (filtered by those lists on the server),
+read one batch at a time, and then reads the shared one, skipping what the catch-up covered.
 
-It also watches the sessions collection: when a session is revoked or deleted (logout,
-password change, account deletion, on any worker), the streams running on it end with an
-`event: revoked` frame. Each open stream holds one of its user's slots (store), leased
-in MongoDB and renewed by the feed while the stream runs.
+One more change stream, on the whole database but filtered on the server to a few kinds of
+change and without post-images, applies what changes who may read what: memberships (added,
+removed, a role changed) and lists (created, renamed, deleted, ...) update the open
+subscriptions at once and become list events; sessions revoked or deleted (logout, password
+change, account deletion, on any worker) end their streams with `event: revoked`. One stream
+for all three, not one each: every change stream reads every write of the oplog.
 
-The feed runs outside any request, so no per-request database time budget applies to it.
+Each open stream holds one of its user's slots (store), leased in MongoDB and renewed by the
+feed while the stream runs. The feed runs outside any request, so no per-request database
+time budget applies to it.
 """
 
 import asyncio
@@ -20,57 +26,54 @@ import contextvars
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pymongo
 from beanie import PydanticObjectId
 from bson import Timestamp
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from service.core.clock import utc_now
-from service.events import store
+from service.events import changes, store
+from service.events.changes import Change, ListEvent, TodoEvent
 from service.events.store import SlotLease
-from service.todos.schemas import TodoPublic, TodoTombstone
+from service.lists import service as lists_service
+from service.lists.models import Role
 
 logger = logging.getLogger(__name__)
 
-EventKind = Literal["created", "updated", "deleted"]
 RESUME_TOKEN_PATTERN = r"^[0-9A-Fa-f]{2,1024}$"  # noqa: S105 -- a pattern, not a secret
 _RESUME_TOKEN_RE = re.compile(RESUME_TOKEN_PATTERN)
 # Change-stream errors meaning "that point is gone from the server's history".
 _HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost
+# ... and those meaning the control stream can't resume where it was (also: a token of an
+# invalidate event, which resumeAfter refuses).
+_CANNOT_RESUME = {*_HISTORY_LOST, 260}  # InvalidResumeToken
 _OPERATIONS: dict[str, Any] = {
     "$match": {"operationType": {"$in": ["insert", "update", "replace"]}}
-}
-# Session changes that end the streams running on the session: revoked, or deleted (account
-# deletion, or the TTL monitor once it expired).
-_SESSION_ENDS: dict[str, Any] = {
-    "$match": {
-        "$or": [
-            {"operationType": "delete"},
-            {"updateDescription.updatedFields.revoked": True},
-        ]
-    }
 }
 RETRY_DELAY = 1.0
 # A resuming client's backlog is read (and held) this many events at a time.
 CATCH_UP_BATCH = 100
 # How often a worker renews the leases of its users' stream slots (well within their LEASE).
 LEASE_RENEWAL_SECONDS = store.LEASE.total_seconds() / 3
-# Sessions are re-checked by query in chunks of this many ids (only after the session watch
-# had to reconnect: an $in of many ids is slow on SecantusDB).
-SESSION_CHECK_CHUNK = 100
 # On stop: how often to repeat the cancellation of a background task, and how long closing
 # the change streams and freeing this worker's slots may take in all (with the database down,
 # each call would otherwise wait a server selection timeout).
 STOP_POLL_SECONDS = 0.1
 CLOSE_TIMEOUT_SECONDS = 1.0
+# The control stream's read of a changed membership gives up after (then resumes before it).
+LOOKUP_TIMEOUT_SECONDS = 5.0
 # A best-effort call made in the background (freeing a slot, closing a catch-up) gives up after.
 CLEANUP_TIMEOUT_SECONDS = 5.0
+
+# What the feed's tasks put in a subscription's queue; None means "close".
+Item = Change | ListEvent
 
 
 class InvalidResumeTokenError(ValueError):
@@ -89,21 +92,6 @@ class UserStreamsFullError(Exception):
     """The user already has MAX_STREAMS_PER_USER open streams (on any worker)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One change to a todo, ready to send: kind, resume token, owner and JSON data.
-
-    `cluster_time` orders it among the other changes (a resume token's bytes don't, on every
-    server): the feed uses it to skip what a client's catch-up already covered.
-    """
-
-    kind: EventKind
-    token: str
-    owner_id: PydanticObjectId
-    data: dict[str, Any]
-    cluster_time: Timestamp | None = None
-
-
 def parse_resume_token(value: str) -> dict[str, str]:
     """A Last-Event-ID as a change-stream resume token, or InvalidResumeTokenError."""
     if not _RESUME_TOKEN_RE.fullmatch(value):
@@ -111,47 +99,31 @@ def parse_resume_token(value: str) -> dict[str, str]:
     return {"_data": value}
 
 
-def to_change(event: dict[str, Any]) -> Change | None:
-    """What a change-stream event means to a client; None if it shouldn't be sent.
-
-    Post-images may be read after later writes (SecantusDB reads them at read time): the kind
-    comes from the event itself, and a non-deletion event whose post-image is already a
-    tombstone is skipped, since the deletion's own event follows with the final version.
-    """
-    document = event.get("fullDocument")
-    if document is None:
-        return None  # removed since (a tombstone's TTL): nothing left to report
-    owner_id = PydanticObjectId(document["owner_id"])
-    updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
-    token = event["_id"]["_data"]
-    cluster_time = event.get("clusterTime")
-    if updated.get("deleted_at") is not None:
-        # The deletion's own deleted_at and version, over a post-image that may be later.
-        tombstone = TodoTombstone.from_stored({**document, **updated})
-        data = tombstone.model_dump(mode="json")
-        return Change("deleted", token, owner_id, data, cluster_time)
-    if document.get("deleted_at") is not None:
-        return None
-    kind: EventKind = "created" if event["operationType"] == "insert" else "updated"
-    # Read as stored (no Todo built and dumped again); from_stored fills in what it lacks.
-    data = TodoPublic.from_stored(document).model_dump(mode="json")
-    return Change(kind, token, owner_id, data, cluster_time)
-
-
 @dataclass(eq=False)
 class Subscription:
-    """One open event stream: its owner's changes, queued; None in the queue means "close".
+    """One open event stream: the changes of the lists its user can read, queued.
 
-    `revoked` says the close is because its session ended (the stream says so before it ends).
+    `lists` is None until the feed has them (`ChangeFeed.load`, right after the session check
+    that reads them); meanwhile the todo changes and the user's own membership changes are
+    kept in `held` and `pending`, then applied. `revoked` says the close is because its
+    session ended (the stream says so before it ends).
     """
 
-    owner_id: PydanticObjectId
+    user_id: PydanticObjectId
     session_id: str | None
     token: str | None
-    queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Item | None] = field(default_factory=asyncio.Queue)
+    lists: set[PydanticObjectId] | None = None
+    held: list[TodoEvent] = field(default_factory=list)
+    # (list id, readable now?) in the order the feed saw them.
+    pending: list[tuple[PydanticObjectId, bool]] = field(default_factory=list)
     revoked: bool = False
     closed: bool = False
     slot: SlotLease | None = None
+
+    def reads(self, list_id: PydanticObjectId) -> bool:
+        """Whether the stream carries that list's changes now."""
+        return self.lists is not None and list_id in self.lists
 
 
 class CatchUp:
@@ -160,6 +132,8 @@ class CatchUp:
     Only the stream's current batch (at most CATCH_UP_BATCH events) is ever held. `last_time`
     is the cluster time of the last event read, sent or not: live changes up to it were covered.
     After `limit` changes it stops (`truncated`): the client resumes from the last one it got.
+    Each change is told as the subscription's lists allow when it is read (a list removed
+    meanwhile is left out).
     """
 
     def __init__(
@@ -167,12 +141,12 @@ class CatchUp:
         stream: AsyncChangeStream[dict[str, Any]],
         first: dict[str, Any] | None,
         *,
-        owner_id: PydanticObjectId,
+        subscription: Subscription,
         limit: int,
     ) -> None:
         self._stream = stream
         self._next = first
-        self._owner_id = owner_id
+        self._subscription = subscription
         self._limit = limit
         self.behind = first is not None
         self.last_time: Timestamp | None = None
@@ -184,14 +158,18 @@ class CatchUp:
         self._next = None
         while event is not None:
             self.last_time = event.get("clusterTime", self.last_time)
-            change = to_change(event)
-            if change is not None and change.owner_id == self._owner_id:
+            todo_event = TodoEvent.of(event)
+            change = None if todo_event is None else todo_event.told(self._readable())
+            if change is not None:
                 yield change
                 sent += 1
                 if sent >= self._limit:
                     self.truncated = True
                     return
             event = await self._stream.try_next()
+
+    def _readable(self) -> set[PydanticObjectId]:
+        return self._subscription.lists or set()
 
     def covers(self, change: Change) -> bool:
         """Whether a live change was already covered by this catch-up (sent or skipped).
@@ -210,8 +188,47 @@ class CatchUp:
             await _close_quietly(self._stream)
 
 
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """The collections of the control stream, by name (None: not watched)."""
+
+    sessions: str | None = None
+    memberships: str | None = None
+    lists: str | None = None
+
+    def pipeline(self) -> list[dict[str, Any]]:
+        """Only the changes the feed acts on, filtered on the server: the rest of the
+        database's writes (todo counts on lists, session refreshes, ...) never come back."""
+        branches: list[dict[str, Any]] = []
+
+        def changed(name: str, updated_field: str) -> dict[str, Any]:
+            path = f"updateDescription.updatedFields.{updated_field}"
+            return {"ns.coll": name, path: {"$exists": True}}
+
+        if self.sessions is not None:
+            branches += [
+                {"ns.coll": self.sessions, "operationType": "delete"},
+                {"ns.coll": self.sessions, "updateDescription.updatedFields.revoked": True},
+            ]
+        if self.memberships is not None:
+            branches += [
+                {"ns.coll": self.memberships, "operationType": "insert"},
+                changed(self.memberships, "removed_at"),
+                changed(self.memberships, "role"),
+            ]
+        if self.lists is not None:
+            branches += [
+                {"ns.coll": self.lists, "operationType": {"$in": ["insert", "delete"]}},
+                # Every change a member sees in a `List` bumps its version (not todo counts).
+                changed(self.lists, "version"),
+                changed(self.lists, "deleted_at"),
+            ]
+        return [{"$match": {"$or": branches}}]
+
+
 class ChangeFeed:
-    """The worker's one change stream on the todos collection, and its subscribers."""
+    """The worker's change streams (todos; memberships, lists and sessions) and its
+    subscribers."""
 
     def __init__(
         self,
@@ -222,18 +239,22 @@ class ChangeFeed:
         max_streams_per_user: int = 5,
     ) -> None:
         self._collection: AsyncCollection[dict[str, Any]] | None = None
-        self._sessions: AsyncCollection[dict[str, Any]] | None = None
+        self._database: AsyncDatabase[dict[str, Any]] | None = None
+        self._watched = _Watched()
         self._queue_size = queue_size
         self._catch_up_limit = catch_up_limit
         self._max_per_worker = max_streams_per_worker
         self._max_per_user = max_streams_per_user
         # This worker's name on the stream slots it leases.
         self._worker = secrets.token_hex(8)
-        self._subscribers: dict[PydanticObjectId, set[Subscription]] = {}
+        self._by_user: dict[PydanticObjectId, set[Subscription]] = {}
         self._by_session: dict[str, set[Subscription]] = {}
+        self._by_list: dict[PydanticObjectId, set[Subscription]] = {}
+        self._loading: set[Subscription] = set()
         self._token: Mapping[str, Any] | None = None
         self._stream: AsyncChangeStream[dict[str, Any]] | None = None
-        self._session_stream: AsyncChangeStream[dict[str, Any]] | None = None
+        self._control_token: Mapping[str, Any] | None = None
+        self._control_stream: AsyncChangeStream[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Fire-and-forget database calls (freeing a slot, closing a catch-up stream), made
         # outside the request that asked for them: a cancelled response can't cancel them.
@@ -246,22 +267,32 @@ class ChangeFeed:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(subscribers) for subscribers in self._subscribers.values())
+        return sum(len(subscribers) for subscribers in self._by_user.values())
 
     async def start(
         self,
         collection: AsyncCollection[dict[str, Any]],
         *,
         sessions: AsyncCollection[dict[str, Any]] | None = None,
+        memberships: AsyncCollection[dict[str, Any]] | None = None,
+        lists: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
-        """Watch `collection` (and `sessions`, for revocations); if the server can't (a
-        standalone server has no change streams), the feed stays unavailable."""
+        """Watch the todos `collection`, and in one more stream `sessions` (revocations),
+        `memberships` and `lists` (who reads what), those given, all in its database; if the
+        server can't (a standalone server has no change streams), the feed stays unavailable."""
         self._collection = collection
-        self._sessions = sessions
+        self._database = collection.database
+        self._watched = _Watched(
+            *(
+                None if watched is None else watched.name
+                for watched in (sessions, memberships, lists)
+            )
+        )
+        controlled = self._watched != _Watched()
         try:
             self._stream = await self._open()
-            if sessions is not None:
-                self._session_stream = await self._open_session_watch()
+            if controlled:
+                self._control_stream = await self._open_control()
         except PyMongoError as exc:
             logger.warning("live change feed unavailable (no change streams): %s", exc)
             with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
@@ -271,8 +302,9 @@ class ChangeFeed:
         self.available = True
         self._token = self._stream.resume_token
         loops = [self._run(), self._renew_leases()]
-        if sessions is not None:
-            loops.append(self._watch_sessions())
+        if self._control_stream is not None:
+            self._control_token = self._control_stream.resume_token
+            loops.append(self._watch_control())
         self._tasks = [_in_empty_context(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -287,7 +319,7 @@ class ChangeFeed:
             await _cancel_until_done(self._tasks)
             self._tasks = []
             with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-                for stream in (self._stream, self._session_stream):
+                for stream in (self._stream, self._control_stream):
                     await _close_quietly(stream)
                 if self.available:
                     with contextlib.suppress(PyMongoError):
@@ -297,42 +329,51 @@ class ChangeFeed:
             # meanwhile may have started another.
             while running := [task for task in self._cleanups if not task.done()]:
                 await _cancel_until_done(running)
-            self._stream = self._session_stream = None
+            self._stream = self._control_stream = None
             self.available = False
 
     def close_subscribers(self) -> None:
         """End every open event stream (on shutdown): clients reconnect with Last-Event-ID."""
-        for subscribers in list(self._subscribers.values()):
+        for subscribers in list(self._by_user.values()):
             for subscription in list(subscribers):
                 self._close(subscription)
 
-    def subscribe(self, owner_id: PydanticObjectId, session_id: str | None = None) -> Subscription:
-        """A new subscriber to the owner's changes, from the feed's current position on.
+    def subscribe(
+        self,
+        user_id: PydanticObjectId,
+        session_id: str | None = None,
+        *,
+        lists: Iterable[PydanticObjectId] | None = None,
+    ) -> Subscription:
+        """A new subscriber to the changes of the lists the user reads, from the feed's
+        current position on: of `lists` if given, else of those `load` gives it later.
 
         WorkerStreamsFullError if this worker already serves MAX_STREAMS_PER_WORKER streams.
         """
         if self.subscriber_count >= self._max_per_worker:
             raise WorkerStreamsFullError
         token = self._token["_data"] if self._token else None
-        subscription = Subscription(
-            owner_id, session_id, token, asyncio.Queue(self._queue_size + 1)
-        )
-        self._subscribers.setdefault(owner_id, set()).add(subscription)
+        subscription = Subscription(user_id, session_id, token, asyncio.Queue(self._queue_size + 1))
+        self._by_user.setdefault(user_id, set()).add(subscription)
         if session_id is not None:
             self._by_session.setdefault(session_id, set()).add(subscription)
+        self._loading.add(subscription)
+        if lists is not None:
+            self.load(subscription, lists)
         return subscription
 
-    async def open(self, owner_id: PydanticObjectId, session_id: str) -> Subscription:
-        """Subscribe, holding one of the user's stream slots until `unsubscribe`.
+    async def open(self, user_id: PydanticObjectId, session_id: str) -> Subscription:
+        """Subscribe, holding one of the user's stream slots until `unsubscribe`; its lists
+        come with `load`.
 
         WorkerStreamsFullError if this worker is full, UserStreamsFullError if the user already
         has MAX_STREAMS_PER_USER streams open. The worker's own count is taken first (it is
         synchronous, so parallel opens can't all pass it), then the user's slot.
         """
-        subscription = self.subscribe(owner_id, session_id)
+        subscription = self.subscribe(user_id, session_id)
         try:
             slot = await store.take_slot(
-                user_id=owner_id,
+                user_id=user_id,
                 max_per_user=self._max_per_user,
                 worker=self._worker,
                 now=utc_now(),
@@ -346,19 +387,45 @@ class ChangeFeed:
         subscription.slot = slot
         return subscription
 
+    def load(
+        self, subscription: Subscription, lists: Iterable[PydanticObjectId]
+    ) -> frozenset[PydanticObjectId]:
+        """Give a new subscription the lists its user can read (read after it subscribed);
+        the lists it carries from now on.
+
+        What the feed saw meanwhile is applied over them in order: the user's own membership
+        changes (each the latest word on its list, so applying them is right whether the read
+        saw them or not), then the todo changes held, told as those lists allow. Synchronous:
+        nothing else runs between the two.
+        """
+        readable = set(lists)
+        for list_id, granted in subscription.pending:
+            if granted:
+                readable.add(list_id)
+            else:
+                readable.discard(list_id)
+        subscription.pending.clear()
+        subscription.lists = readable
+        held, subscription.held = subscription.held, []
+        if subscription not in self._loading:
+            return frozenset(readable)  # closed meanwhile: nothing more is sent
+        self._loading.discard(subscription)
+        for list_id in readable:
+            self._by_list.setdefault(list_id, set()).add(subscription)
+        for todo_event in held:
+            change = todo_event.told(readable)
+            if change is not None:
+                self._offer(subscription, change)
+        return frozenset(readable)
+
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop feeding the subscription and free its slot (idempotent)."""
-        subscribers = self._subscribers.get(subscription.owner_id)
-        if subscribers is not None:
-            subscribers.discard(subscription)
-            if not subscribers:
-                del self._subscribers[subscription.owner_id]
+        _discard(self._by_user, subscription.user_id, subscription)
         if subscription.session_id is not None:
-            same_session = self._by_session.get(subscription.session_id)
-            if same_session is not None:
-                same_session.discard(subscription)
-                if not same_session:
-                    del self._by_session[subscription.session_id]
+            _discard(self._by_session, subscription.session_id, subscription)
+        self._loading.discard(subscription)
+        for list_id in subscription.lists or ():
+            _discard(self._by_list, list_id, subscription)
         if subscription.slot is not None:
             self._in_background(store.release_slot(slot=subscription.slot))
             subscription.slot = None
@@ -372,17 +439,29 @@ class ChangeFeed:
         """Close a catch-up's change stream, even from a response being cancelled."""
         self._in_background(catch_up.close())
 
-    async def catch_up(self, owner_id: PydanticObjectId, last_event_id: str) -> CatchUp:
-        """The owner's changes after `last_event_id`, to read batch by batch (then `discard`).
+    async def catch_up(self, subscription: Subscription, last_event_id: str) -> CatchUp:
+        """The changes of the subscription's lists after `last_event_id`, to read batch by
+        batch (then `discard`).
 
-        The first batch is read here, so that InvalidResumeTokenError (a token the server
-        can't use) and ResumeTokenTooOldError (its history is gone) come before any answer.
+        The server sends only the changes of those lists, and of todos moved out of them. The
+        first batch is read here, so that InvalidResumeTokenError (a token the server can't
+        use) and ResumeTokenTooOldError (its history is gone) come before any answer.
         """
         token = parse_resume_token(last_event_id)
-        collection = self._watched(self._collection)
+        collection = self._watched_collection()
+        readable = sorted(subscription.lists or ())
         pipeline: list[dict[str, Any]] = [
             _OPERATIONS,
-            {"$match": {"fullDocument.owner_id": owner_id}},
+            {
+                "$match": {
+                    "$or": [
+                        {"fullDocument.list_id": {"$in": readable}},
+                        {"updateDescription.updatedFields.moved_from": {"$in": readable}},
+                        # A move logged as a replacement (see changes.TodoEvent._replaced).
+                        {"operationType": "replace", "fullDocument.moved_from": {"$in": readable}},
+                    ]
+                }
+            },
         ]
         try:
             stream = await collection.watch(
@@ -397,22 +476,21 @@ class ChangeFeed:
         try:
             first = await stream.try_next()
         except BaseException as exc:
-            self._in_background(CatchUp(stream, None, owner_id=owner_id, limit=1).close())
+            self._in_background(CatchUp(stream, None, subscription=subscription, limit=1).close())
             if isinstance(exc, OperationFailure):
                 raise _resume_error(exc) from exc
             raise
-        return CatchUp(stream, first, owner_id=owner_id, limit=self._catch_up_limit)
+        return CatchUp(stream, first, subscription=subscription, limit=self._catch_up_limit)
 
-    @staticmethod
-    def _watched(
-        collection: AsyncCollection[dict[str, Any]] | None,
-    ) -> AsyncCollection[dict[str, Any]]:
-        if collection is None:
+    def _watched_collection(self) -> AsyncCollection[dict[str, Any]]:
+        if self._collection is None:
             raise RuntimeError("the change feed was not started")
-        return collection
+        return self._collection
+
+    # ---- todos ----
 
     async def _open(self) -> AsyncChangeStream[dict[str, Any]]:
-        return await self._watched(self._collection).watch(
+        return await self._watched_collection().watch(
             [_OPERATIONS],
             full_document="updateLookup",
             resume_after=self._token,
@@ -442,19 +520,44 @@ class ChangeFeed:
                 continue
             self._token = event["_id"]
             # Most changes have no subscriber in this worker: don't build what nobody reads.
-            if (event.get("fullDocument") or {}).get("owner_id") not in self._subscribers:
-                continue
-            change = to_change(event)
-            if change is not None:
-                self._dispatch(change)
+            if self._loading or self._concerns_anyone(event):
+                with _skipped_if_unreadable(event):
+                    todo_event = TodoEvent.of(event)
+                    if todo_event is not None:
+                        self._dispatch(todo_event)
 
-    def _dispatch(self, change: Change) -> None:
-        for subscription in list(self._subscribers.get(change.owner_id, ())):
-            if subscription.queue.qsize() >= self._queue_size:
-                # Too slow a reader: close its stream rather than buffer without bound.
+    def _concerns_anyone(self, event: Mapping[str, Any]) -> bool:
+        """Whether a subscriber reads the todo's list, or the list a move took it out of."""
+        document = event.get("fullDocument") or {}
+        updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
+        # A replacement has no description: the list it names as left is in the document.
+        left = document.get("moved_from") if event["operationType"] == "replace" else None
+        return any(
+            list_id in self._by_list
+            for list_id in (document.get("list_id"), updated.get("moved_from"), left)
+        )
+
+    def _dispatch(self, todo_event: TodoEvent) -> None:
+        for subscription in list(self._loading):
+            # Told once its lists are known (load); bounded as its queue is.
+            if len(subscription.held) >= self._queue_size:
                 self._close(subscription)
             else:
-                subscription.queue.put_nowait(change)
+                subscription.held.append(todo_event)
+        readers: set[Subscription] = set()
+        for list_id in todo_event.lists:
+            readers.update(self._by_list.get(list_id, ()))
+        for subscription in readers:
+            change = todo_event.told(subscription.lists or ())
+            if change is not None:
+                self._offer(subscription, change)
+
+    def _offer(self, subscription: Subscription, item: Item) -> None:
+        if subscription.queue.qsize() >= self._queue_size:
+            # Too slow a reader: close its stream rather than buffer without bound.
+            self._close(subscription)
+        else:
+            subscription.queue.put_nowait(item)
 
     def _close(self, subscription: Subscription, *, revoked: bool = False) -> None:
         self.unsubscribe(subscription)
@@ -462,55 +565,177 @@ class ChangeFeed:
         if subscription.closed:
             return
         subscription.closed = True
-        # The queue keeps one place free for this (see subscribe and _dispatch).
+        # The queue keeps one place free for this (see subscribe and _offer).
         with contextlib.suppress(asyncio.QueueFull):
             subscription.queue.put_nowait(None)
 
-    async def _open_session_watch(self) -> AsyncChangeStream[dict[str, Any]]:
-        return await self._watched(self._sessions).watch([_SESSION_ENDS], max_await_time_ms=500)
+    # ---- memberships, lists and sessions ----
 
-    async def _watch_sessions(self) -> None:
-        """End the streams of each session revoked or deleted, on whichever worker it was."""
-        reconnected = False
+    async def _open_control(self) -> AsyncChangeStream[dict[str, Any]]:
+        if self._database is None:
+            raise RuntimeError("the change feed was not started")
+        pipeline = self._watched.pipeline()
+        try:
+            return await self._database.watch(
+                pipeline, resume_after=self._control_token, max_await_time_ms=500
+            )
+        except OperationFailure as exc:
+            if self._control_token is None or exc.code not in _CANNOT_RESUME:
+                raise
+        # What changed while it was away is lost: every stream ends, and its client
+        # reconnects (its session checked, its lists read again) with Last-Event-ID.
+        logger.warning("the control stream can't resume: ending every stream")
+        self._control_token = None
+        self.close_subscribers()
+        return await self._database.watch(pipeline, max_await_time_ms=500)
+
+    async def _watch_control(self) -> None:
+        """Apply each membership, list and session change to the open streams, whichever
+        worker it was made on; resumes where it was after a failure."""
         while True:
             try:
-                if self._session_stream is None:
-                    self._session_stream = await self._open_session_watch()
-                    reconnected = True
-                if reconnected:
-                    # Sessions may have ended while no stream was open: ask for them once.
-                    await self._recheck_sessions()
-                    reconnected = False
-                event = await self._session_stream.try_next()
+                if self._control_stream is None:
+                    self._control_stream = await self._open_control()
+                event = await self._control_stream.try_next()
+                if event is not None:
+                    with _skipped_if_unreadable(event):
+                        await self._on_control(event)
             except PyMongoError as exc:
-                logger.warning("session watch failed, resuming in %ss: %s", RETRY_DELAY, exc)
-                await _close_quietly(self._session_stream)
-                self._session_stream = None
+                logger.warning("control stream failed, resuming in %ss: %s", RETRY_DELAY, exc)
+                await _close_quietly(self._control_stream)
+                self._control_stream = None
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if event is None:
-                if not self._session_stream.alive:
-                    logger.warning("session watch closed by the server; reopening")
-                    self._session_stream = None
+                self._control_token = self._control_stream.resume_token
+                if not self._control_stream.alive:
+                    logger.warning("control stream closed by the server; reopening")
+                    self._control_stream = None
                     await asyncio.sleep(RETRY_DELAY)
                 continue
-            self.revoke_session(event["documentKey"]["_id"])
+            # Only once it was applied: a failure above resumes before it.
+            self._control_token = event["_id"]
 
-    async def _recheck_sessions(self) -> None:
-        session_ids = list(self._by_session)
-        now = utc_now()
-        for start in range(0, len(session_ids), SESSION_CHECK_CHUNK):
-            chunk = session_ids[start : start + SESSION_CHECK_CHUNK]
-            active = await store.active_sessions(session_ids=chunk, now=now)
-            for session_id in chunk:
-                if session_id not in active:
-                    self.revoke_session(session_id)
+    async def _on_control(self, event: Mapping[str, Any]) -> None:
+        collection = (event.get("ns") or {}).get("coll")
+        operation = event["operationType"]
+        key = (event.get("documentKey") or {}).get("_id")
+        updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
+        if collection == self._watched.sessions:
+            self.revoke_session(str(key))
+        elif collection == self._watched.memberships:
+            await self._on_membership(operation, key, event.get("fullDocument"), updated)
+        elif collection == self._watched.lists:
+            self._on_list(operation, PydanticObjectId(key), event.get("fullDocument"), updated)
+
+    async def _on_membership(
+        self,
+        operation: str,
+        membership_id: Any,
+        document: Mapping[str, Any] | None,
+        updated: Mapping[str, Any],
+    ) -> None:
+        if operation == "insert" and document is not None:
+            if document.get("removed_at") is not None:
+                return
+            list_id, user_id = (
+                PydanticObjectId(document["list_id"]),
+                PydanticObjectId(document["user_id"]),
+            )
+            if document["role"] == Role.OWNER:
+                # A new list's owner: list_created came with the list itself.
+                self._grant(user_id, list_id)
+            else:
+                self._added(list_id, user_id, Role(document["role"]))
+            return
+        if operation != "update":
+            return
+        # An update's description lacks the list and the user: read them (rare writes).
+        with pymongo.timeout(LOOKUP_TIMEOUT_SECONDS):
+            found = await lists_service.membership_by_id(membership_id=membership_id)
+        if found is None:
+            return
+        list_id, user_id = PydanticObjectId(found["list_id"]), PydanticObjectId(found["user_id"])
+        if "removed_at" in updated:
+            if updated["removed_at"] is None:
+                self._added(list_id, user_id, Role(updated.get("role", found["role"])))
+            else:
+                self._removed(list_id, user_id)
+        elif "role" in updated:
+            told = changes.role_changed(list_id, Role(updated["role"]))
+            for subscription in list(self._by_user.get(user_id, ())):
+                if subscription.reads(list_id):
+                    self._offer(subscription, told)
+
+    def _on_list(
+        self,
+        operation: str,
+        list_id: PydanticObjectId,
+        document: Mapping[str, Any] | None,
+        updated: Mapping[str, Any],
+    ) -> None:
+        if operation == "insert" and document is not None:
+            if document.get("deleted_at") is None:
+                owner_id = PydanticObjectId(document["owner_id"])
+                self._grant(owner_id, list_id)
+                told = changes.list_created(document)
+                for subscription in list(self._by_user.get(owner_id, ())):
+                    if subscription.reads(list_id):
+                        self._offer(subscription, told)
+        elif operation == "delete" or updated.get("deleted_at") is not None:
+            self._drop_list(list_id)
+        elif operation == "update":
+            told = changes.list_updated(list_id, updated)
+            for subscription in list(self._by_list.get(list_id, ())):
+                self._offer(subscription, told)
+
+    def _grant(self, user_id: PydanticObjectId, list_id: PydanticObjectId) -> None:
+        """The user's streams carry the list from now on."""
+        for subscription in self._by_user.get(user_id, ()):
+            if subscription.lists is None:
+                subscription.pending.append((list_id, True))
+            elif list_id not in subscription.lists:
+                subscription.lists.add(list_id)
+                self._by_list.setdefault(list_id, set()).add(subscription)
+
+    def _take_away(self, subscription: Subscription, list_id: PydanticObjectId) -> None:
+        """The stream carries nothing more of the list (changes already queued included: the
+        response skips those of lists it no longer reads); it says so."""
+        if subscription.lists is None:
+            subscription.pending.append((list_id, False))
+            return
+        if list_id in subscription.lists:
+            subscription.lists.discard(list_id)
+            _discard(self._by_list, list_id, subscription)
+            self._offer(subscription, changes.list_removed(list_id))
+
+    def _added(self, list_id: PydanticObjectId, user_id: PydanticObjectId, role: Role) -> None:
+        self._grant(user_id, list_id)
+        told = changes.member_added(list_id, user_id, role)
+        for subscription in list(self._by_list.get(list_id, ())):
+            self._offer(subscription, told)
+
+    def _removed(self, list_id: PydanticObjectId, user_id: PydanticObjectId) -> None:
+        for subscription in list(self._by_user.get(user_id, ())):
+            self._take_away(subscription, list_id)
+        told = changes.member_removed(list_id, user_id)
+        for subscription in list(self._by_list.get(list_id, ())):
+            self._offer(subscription, told)
+
+    def _drop_list(self, list_id: PydanticObjectId) -> None:
+        """A list deleted: nobody reads it any more."""
+        for subscription in list(self._by_list.get(list_id, ())):
+            self._take_away(subscription, list_id)
+        for subscription in list(self._loading):
+            self._take_away(subscription, list_id)
+
+    # ---- stream slots ----
 
     async def _renew_leases(self) -> None:
         """Keep the stream slots of this worker's subscribers leased while they run."""
         while True:
             await asyncio.sleep(LEASE_RENEWAL_SECONDS)
-            if not self._subscribers:
+            if not self._by_user:
                 continue
             try:
                 with pymongo.timeout(LEASE_RENEWAL_SECONDS):
@@ -522,6 +747,28 @@ class ChangeFeed:
         task = _in_empty_context(_quietly(call))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+
+
+@contextlib.contextmanager
+def _skipped_if_unreadable(event: Mapping[str, Any]) -> Iterator[None]:
+    """A change the feed can't make sense of (a document of an unexpected shape) is logged
+    and skipped: failing the task would end the feed, revocations included, for everyone.
+    Database errors go on up (the stream resumes before the change)."""
+    try:
+        yield
+    except PyMongoError:
+        raise
+    except Exception:
+        logger.exception("feed skipped a change it could not read: %s", event.get("_id"))
+
+
+def _discard(index: dict[Any, set[Subscription]], key: Any, subscription: Subscription) -> None:
+    """Take the subscription out of one entry of an index, and the entry once empty."""
+    subscribers = index.get(key)
+    if subscribers is not None:
+        subscribers.discard(subscription)
+        if not subscribers:
+            del index[key]
 
 
 def _resume_error(exc: OperationFailure) -> Exception:

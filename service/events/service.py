@@ -1,5 +1,5 @@
-"""The change feed's use cases: opening a stream (a stream slot, the session check, then the
-catch-up), and what account deletion asks of the feed."""
+"""The change feed's use cases: opening a stream (a stream slot, the session check with the
+user's memberships, then the catch-up), and what account deletion asks of the feed."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +18,8 @@ from service.events.feed import (
     UserStreamsFullError,
     WorkerStreamsFullError,
 )
+from service.lists.deps import MEMBERSHIPS
+from service.lists.service import readable_lists
 
 NO_CHANGE_STREAMS = (
     "The live change feed needs change streams, which this database server doesn't support "
@@ -40,18 +42,21 @@ class StreamAccess:
 @dataclass(frozen=True, slots=True)
 class OpenStream:
     """A stream ready to send: its subscription (holding a stream slot), the catch-up after
-    Last-Event-ID if any, the id of its `ready` event, and when it ends at the latest."""
+    Last-Event-ID if any, the id of its `ready` event, the lists it carries as it opens, and
+    when it ends at the latest."""
 
     subscription: Subscription
     catch_up: CatchUp | None
     ready_id: str
     until: datetime
+    lists: frozenset[PydanticObjectId]
 
 
 async def open_stream(
     feed: ChangeFeed, access: StreamAccess, *, last_event_id: str | None, clock: Clock
 ) -> OpenStream:
-    """Subscribe `access`'s user to the feed, from `last_event_id` on if given.
+    """Subscribe `access`'s user to the changes of every list they can read, from
+    `last_event_id` on if given.
 
     503 without change streams or when this worker is full, 429 when the user has
     MAX_STREAMS_PER_USER streams open, 401 when the session has ended, 400 for a malformed
@@ -76,14 +81,17 @@ async def open_stream(
     catch_up: CatchUp | None = None
     try:
         # Checked after subscribing: a session that ends before this is refused here, one
-        # that ends after it reaches the subscription through the feed's session watch.
-        session_until = await store.session_expiry(
-            session_id=access.session_id, user_id=access.user_id, now=clock()
+        # that ends after it reaches the subscription through the feed's session watch. The
+        # same goes for the user's memberships, read with it (one round trip): a change
+        # before this read is in it, one after it reaches the subscription through the feed.
+        session = await store.active_session(
+            session_id=access.session_id, user_id=access.user_id, now=clock(), join=MEMBERSHIPS
         )
-        if session_until is None:
+        if session is None:
             raise Unauthorized("The session has ended: log in again")
+        lists = feed.load(subscription, readable_lists(session.joined))
         if last_event_id is not None:
-            catch_up = await feed.catch_up(access.user_id, last_event_id)
+            catch_up = await feed.catch_up(subscription, last_event_id)
     except InvalidResumeTokenError as exc:
         feed.unsubscribe(subscription)
         raise BadRequest("Last-Event-ID is not an event id of this feed") from exc
@@ -100,7 +108,8 @@ async def open_stream(
         subscription,
         catch_up,
         ready_id=last_event_id or subscription.token or "",
-        until=min(access.until, session_until),
+        until=min(access.until, session.expires_at),
+        lists=lists,
     )
 
 

@@ -20,7 +20,8 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from service.core.clock import utc_now
-from service.events.feed import Change, ChangeFeed
+from service.events.changes import Change, ListEvent
+from service.events.feed import ChangeFeed
 from service.events.schemas import ReadyEventData, RevokedEventData
 from service.events.service import OpenStream
 
@@ -36,7 +37,16 @@ def sse_frame(event: str, event_id: str | None, data: str) -> str:
 
 def change_frame(change: Change) -> str:
     """The event of a change: its kind, its resume token as id, its data as compact JSON."""
-    return sse_frame(change.kind, change.token, json.dumps(change.data, separators=(",", ":")))
+    return sse_frame(change.kind, change.token, _json(change.data))
+
+
+def list_frame(event: ListEvent) -> str:
+    """A list event: no id (it isn't resumable), so the client keeps its last todo event's."""
+    return sse_frame(event.kind, None, _json(event.data))
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
 
 
 REVOKED_FRAME = sse_frame(
@@ -85,7 +95,8 @@ def event_stream_response(
 async def _events(stream: OpenStream, *, heartbeat: float) -> AsyncIterator[str]:
     subscription, catch_up = stream.subscription, stream.catch_up
     resumed = catch_up is not None and catch_up.behind
-    yield sse_frame("ready", stream.ready_id, ReadyEventData(resumed=resumed).model_dump_json())
+    ready = ReadyEventData(resumed=resumed, lists=sorted(str(list_id) for list_id in stream.lists))
+    yield sse_frame("ready", stream.ready_id, ready.model_dump_json())
     if catch_up is not None:
         async for change in catch_up.changes():
             if subscription.revoked:
@@ -110,9 +121,13 @@ async def _events(stream: OpenStream, *, heartbeat: float) -> AsyncIterator[str]
             if subscription.revoked:
                 yield REVOKED_FRAME
             return  # revoked, shutdown, or too slow a reader: the client resumes
-        if catch_up is not None and catch_up.covers(item):
+        if isinstance(item, ListEvent):
+            yield list_frame(item)
+        elif catch_up is not None and catch_up.covers(item):
             continue  # the catch-up covered it
-        yield change_frame(item)
+        elif subscription.reads(item.list_id):
+            # Else queued before its list was taken away (list_removed follows): skipped.
+            yield change_frame(item)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from service.accounts.models import Session
+from service.accounts.store import Join
 from service.core.budget import budgeted
 from service.core.clock import utc_now
 from service.events.models import EventTicket, FeedStreamSlot
@@ -166,11 +167,20 @@ async def release_worker_slots(*, worker: str) -> None:
 # ---- the session a stream runs on ----
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    """A stream's session, active: when it expires, and the documents `join` read with it."""
+
+    expires_at: datetime
+    joined: list[dict[str, Any]]
+
+
 @budgeted
-async def session_expiry(
-    *, session_id: str, user_id: PydanticObjectId, now: datetime
-) -> datetime | None:
-    """When the user's session expires, if it is active and the user exists; else None."""
+async def active_session(
+    *, session_id: str, user_id: PydanticObjectId, now: datetime, join: Join | None = None
+) -> ActiveSession | None:
+    """The user's session if it is active and the user exists, with `join`'s documents (the
+    user's memberships, say) read in the same round trip; else None."""
     pipeline: list[dict[str, Any]] = [
         {
             "$match": {
@@ -182,20 +192,23 @@ async def session_expiry(
         },
         {"$limit": 1},
         {"$lookup": {"from": "users", "localField": "user_id", "foreignField": "_id", "as": "u"}},
-        {"$project": {"expires_at": 1, "u._id": 1}},
     ]
+    projection: dict[str, Any] = {"expires_at": 1, "u._id": 1}
+    if join is not None:
+        pipeline.append(
+            {
+                "$lookup": {
+                    "from": join.collection,
+                    "localField": "user_id",
+                    "foreignField": join.foreign_field,
+                    "as": "j",
+                }
+            }
+        )
+        projection["j"] = 1
+    pipeline.append({"$project": projection})
     cursor = await Session.get_pymongo_collection().aggregate(pipeline)
     found = await cursor.to_list(1)
     if not found or not found[0]["u"]:
         return None
-    expires_at: datetime = found[0]["expires_at"]
-    return expires_at
-
-
-@budgeted
-async def active_sessions(*, session_ids: list[str], now: datetime) -> set[str]:
-    """Which of `session_ids` are still active."""
-    cursor = Session.get_pymongo_collection().find(
-        {"_id": {"$in": session_ids}, "revoked": False, "expires_at": {"$gt": now}}, {"_id": 1}
-    )
-    return {document["_id"] async for document in cursor}
+    return ActiveSession(expires_at=found[0]["expires_at"], joined=found[0].get("j", []))

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pymongo
 from beanie import Document, PydanticObjectId
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from service.core.clock import utc_now
 
@@ -21,6 +21,15 @@ class Role(StrEnum):
     OWNER = "owner"
     EDITOR = "editor"
     VIEWER = "viewer"
+
+
+class PendingInvitation(BaseModel):
+    """A slot taken by a pending invitation (see TodoList.pending_invitations)."""
+
+    # A hash of the invited email (invitations/service.slot_key): one slot per email, and no
+    # email in clear on the list.
+    key: str
+    expires_at: datetime
 
 
 class TodoList(Document):
@@ -49,6 +58,11 @@ class TodoList(Document):
     version: int = 1
     # Set when the list is deleted: it stays as a tombstone so that lists sync reports it.
     deleted_at: datetime | None = None
+    # Invitations feature: one entry per pending invitation of the list, so that
+    # MAX_PENDING_INVITATIONS is taken in one conditional update of this document (lists/store:
+    # reserve_invitation_slot). Each entry expires with its invitation, so an invitation
+    # removed by its TTL index frees its slot without anyone having to count it down.
+    pending_invitations: list[PendingInvitation] = Field(default_factory=list)
 
     class Settings:
         name = "lists"

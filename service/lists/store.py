@@ -8,7 +8,7 @@ taken by the todos store through reserve_todo_slot).
 
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -16,13 +16,16 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from service.accounts.models import User
 from service.core.budget import budgeted
 from service.core.clock import utc_now
-from service.core.store import StoredDocument
-from service.errors import Conflict
+from service.core.store import StoredDocument, ensure_ttl_index
+from service.errors import Conflict, NotFound
+from service.lists.access import LIST_NOT_FOUND
 from service.lists.models import DEFAULT_LIST_NAME, Membership, Role, TodoList
 
 LIVE: dict[str, Any] = {"deleted_at": None}
+_USERS = User.Settings.name
 
 
 def _lists() -> AsyncCollection[StoredDocument]:
@@ -153,6 +156,453 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
     )
 
 
+# ---- reading lists ----
+
+
+def _with_owner(list_match: dict[str, Any], *stages: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pipeline reading the lists `list_match` selects, then `stages`, each list with its
+    owner's user document (`owner`: a $lookup by _id) in the same round trip."""
+    return [
+        {"$match": list_match},
+        *stages,
+        {
+            "$lookup": {
+                "from": User.Settings.name,
+                "localField": "owner_id",
+                "foreignField": "_id",
+                "as": "owner",
+            }
+        },
+        # Only what a List shows of its owner (not their password hash).
+        {"$project": {"owner.hashed_password": 0, "owner.email": 0}},
+    ]
+
+
+async def _aggregate(
+    collection: AsyncCollection[StoredDocument], pipeline: list[dict[str, Any]]
+) -> list[StoredDocument]:
+    cursor = await collection.aggregate(pipeline)
+    documents: list[StoredDocument] = await cursor.to_list(None)
+    return documents
+
+
+@budgeted
+async def get_list(*, list_id: PydanticObjectId) -> StoredDocument | None:
+    """The live list with its owner (`owner`); None if there is none."""
+    found = await _aggregate(_lists(), _with_owner({"_id": list_id, **LIVE}))
+    return found[0] if found else None
+
+
+@budgeted
+async def get_list_state(*, list_id: PydanticObjectId) -> StoredDocument | None:
+    """The list as stored, tombstone or not (why a conditional write matched nothing)."""
+    stored: StoredDocument | None = await _lists().find_one({"_id": list_id})
+    return stored
+
+
+# A listing's order: the caller's default list first (rank 0), then by creation.
+PAGE_KEYS = ("rank", "created_at", "_id")
+
+
+@budgeted
+async def page_lists(
+    *,
+    list_ids: list[PydanticObjectId],
+    first_id: PydanticObjectId,
+    after: tuple[int, datetime, PydanticObjectId] | None,
+    limit: int,
+) -> list[StoredDocument]:
+    """Up to `limit` of the live lists among `list_ids`, `first_id` first, then oldest first,
+    after the list whose sort key (PAGE_KEYS) is `after`; each with its owner.
+
+    The first $match reads the lists by _id (an index); the rank and the cursor condition are
+    computed on those only (the caller's lists), never on the collection.
+    """
+    stages: list[dict[str, Any]] = [
+        {"$addFields": {"rank": {"$cond": [{"$eq": ["$_id", first_id]}, 0, 1]}}},
+    ]
+    if after is not None:
+        rank, created_at, list_id = after
+        stages.append(
+            {
+                "$match": {
+                    "$or": [
+                        {"rank": {"$gt": rank}},
+                        {"rank": rank, "created_at": {"$gt": created_at}},
+                        {"rank": rank, "created_at": created_at, "_id": {"$gt": list_id}},
+                    ]
+                }
+            }
+        )
+    stages += [{"$sort": dict.fromkeys(PAGE_KEYS, 1)}, {"$limit": limit}]
+    return await _aggregate(_lists(), _with_owner({"_id": {"$in": list_ids}, **LIVE}, *stages))
+
+
+@budgeted
+async def changed_lists(
+    *,
+    list_ids: list[PydanticObjectId],
+    also: list[PydanticObjectId],
+    since: datetime,
+    until: datetime,
+) -> list[StoredDocument]:
+    """The lists among `list_ids` changed in (since, until], tombstones included, and those in
+    `also` whatever their changes; each with its owner (lists sync)."""
+    changed = {
+        "$match": {
+            "$or": [
+                {"_id": {"$in": also}},
+                {"updated_at": {"$gt": since, "$lte": until}},
+            ]
+        }
+    }
+    return await _aggregate(_lists(), _with_owner({"_id": {"$in": list_ids}}, changed))
+
+
+# ---- changing a list ----
+
+
+def _bump(now: datetime) -> dict[str, Any]:
+    """What every change a member can see in a `List` does to the list."""
+    return {"$set": {"updated_at": now}, "$inc": {"version": 1}}
+
+
+def _owned(
+    list_id: PydanticObjectId, owner_id: PydanticObjectId, versions: list[int] | None
+) -> dict[str, Any]:
+    query: dict[str, Any] = {"_id": list_id, "owner_id": owner_id, **LIVE}
+    if versions is not None:
+        query["version"] = {"$in": versions}
+    return query
+
+
+@budgeted
+async def rename_list(
+    *,
+    list_id: PydanticObjectId,
+    owner_id: PydanticObjectId,
+    name: str,
+    versions: list[int] | None,
+    now: datetime,
+) -> bool:
+    """Rename the live list owner_id owns (if at one of `versions`, when given); False if no
+    list matched. The owner and version checks are the update's filter: one operation."""
+    bump = _bump(now)
+    result = await _lists().update_one(
+        _owned(list_id, owner_id, versions),
+        {"$set": {**bump["$set"], "name": name}, "$inc": bump["$inc"]},
+    )
+    return result.matched_count == 1
+
+
+@budgeted
+async def tombstone_list(
+    *,
+    list_id: PydanticObjectId,
+    owner_id: PydanticObjectId,
+    versions: list[int] | None,
+    now: datetime,
+) -> bool:
+    """Mark the live list owner_id owns deleted (if at one of `versions`, when given), unless it
+    is a default list; False if none matched. It stays as a tombstone for lists sync."""
+    bump = _bump(now)
+    result = await _lists().update_one(
+        {**_owned(list_id, owner_id, versions), "is_default": False},
+        {"$set": {**bump["$set"], "deleted_at": now}, "$inc": bump["$inc"]},
+    )
+    return result.modified_count == 1
+
+
+@budgeted
+async def bump_list(*, list_id: PydanticObjectId, now: datetime) -> None:
+    """Record a change its members see in the live list (a member's role)."""
+    await _lists().update_one({"_id": list_id, **LIVE}, _bump(now))
+
+
+@budgeted
+async def count_member_out(*, list_id: PydanticObjectId, now: datetime) -> None:
+    """One member fewer in the list (its owner always stays)."""
+    update = _bump(now)
+    update["$inc"]["member_count"] = -1
+    await _lists().update_one({"_id": list_id, "member_count": {"$gt": 1}}, update)
+
+
+@budgeted
+async def reserve_list_slot(*, user_id: PydanticObjectId, max_lists: int) -> bool:
+    """Take one of the user's `max_lists` owned-list slots (on their default list); False if
+    they are all taken."""
+    reserved = await _lists().update_one(
+        {"_id": user_id, "owned_lists": {"$not": {"$gte": max_lists}}},
+        {"$inc": {"owned_lists": 1}},
+    )
+    return reserved.modified_count == 1
+
+
+@budgeted
+async def release_list_slot(*, user_id: PydanticObjectId) -> None:
+    """Give back one of the user's owned-list slots (a list deleted or handed over)."""
+    await _lists().update_one(
+        {"_id": user_id, "owned_lists": {"$gt": 1}}, {"$inc": {"owned_lists": -1}}
+    )
+
+
+@budgeted
+async def set_owner(
+    *,
+    list_id: PydanticObjectId,
+    owner_id: PydanticObjectId,
+    new_owner_id: PydanticObjectId,
+    now: datetime,
+) -> bool:
+    """Hand the live, non-default list owner_id owns to new_owner_id; False if it isn't such a
+    list (any more). Of two transfers at once, exactly one finds the old owner in the filter."""
+    bump = _bump(now)
+    result = await _lists().update_one(
+        {**_owned(list_id, owner_id, None), "is_default": False},
+        {"$set": {**bump["$set"], "owner_id": new_owner_id}, "$inc": bump["$inc"]},
+    )
+    return result.modified_count == 1
+
+
+# ---- memberships ----
+
+
+def _with_user(membership_match: dict[str, Any], *stages: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pipeline reading memberships, then `stages`, each with its user (`user`, by _id)."""
+    return [
+        {"$match": membership_match},
+        *stages,
+        {
+            "$lookup": {
+                "from": User.Settings.name,
+                "localField": "user_id",
+                "foreignField": "_id",
+                "as": "user",
+            }
+        },
+        {"$project": {"user.hashed_password": 0}},
+    ]
+
+
+LIVE_MEMBER: dict[str, Any] = {"removed_at": None}
+
+
+@budgeted
+async def list_members(*, list_id: PydanticObjectId) -> list[StoredDocument]:
+    """The list's live memberships with their users: the owner first, then by when they were
+    added. Bounded by MAX_LIST_MEMBERS."""
+    rank = {"$addFields": {"rank": {"$cond": [{"$eq": ["$role", Role.OWNER.value]}, 0, 1]}}}
+    order = {"$sort": {"rank": 1, "added_at": 1, "user_id": 1}}
+    return await _aggregate(
+        _memberships(), _with_user({"list_id": list_id, **LIVE_MEMBER}, rank, order)
+    )
+
+
+@budgeted
+async def get_member(
+    *, list_id: PydanticObjectId, user_id: PydanticObjectId
+) -> StoredDocument | None:
+    """The user's live membership of the list with their user document; None if none."""
+    found = await _aggregate(
+        _memberships(), _with_user({"list_id": list_id, "user_id": user_id, **LIVE_MEMBER})
+    )
+    return found[0] if found else None
+
+
+@budgeted
+async def get_membership(
+    *, list_id: PydanticObjectId, user_id: PydanticObjectId
+) -> StoredDocument | None:
+    """The user's live membership of the list as stored; None if none."""
+    stored: StoredDocument | None = await _memberships().find_one(
+        {"list_id": list_id, "user_id": user_id, **LIVE_MEMBER}
+    )
+    return stored
+
+
+@budgeted
+async def set_role(
+    *,
+    list_id: PydanticObjectId,
+    user_id: PydanticObjectId,
+    role: Role,
+    from_roles: list[Role],
+    now: datetime,
+) -> bool:
+    """Give the user's live membership of the list `role` if it has one of `from_roles` now
+    (the condition is the update's filter); whether it did."""
+    result = await _memberships().update_one(
+        {
+            "list_id": list_id,
+            "user_id": user_id,
+            "role": {"$in": [r.value for r in from_roles]},
+            **LIVE_MEMBER,
+        },
+        {"$set": {"role": role.value, "updated_at": now}},
+    )
+    return result.modified_count == 1
+
+
+@budgeted
+async def end_membership(
+    *, list_id: PydanticObjectId, user_id: PydanticObjectId, now: datetime, owner: bool = False
+) -> bool:
+    """End the user's live membership of the list (kept as a tombstone for lists sync); only a
+    non-owner's unless `owner`. False if there was no such membership."""
+    query: dict[str, Any] = {"list_id": list_id, "user_id": user_id, **LIVE_MEMBER}
+    query["role"] = Role.OWNER.value if owner else {"$ne": Role.OWNER.value}
+    result = await _memberships().update_one(
+        query, {"$set": {"removed_at": now, "updated_at": now}}
+    )
+    return result.modified_count == 1
+
+
+@budgeted
+async def end_memberships_of_list(
+    *, list_id: PydanticObjectId, now: datetime, keep: PydanticObjectId
+) -> None:
+    """End every live membership of the list but `keep`'s (a deleted list's)."""
+    await _memberships().update_many(
+        {"list_id": list_id, "user_id": {"$ne": keep}, **LIVE_MEMBER},
+        {"$set": {"removed_at": now, "updated_at": now}},
+    )
+
+
+# ---- tombstones ----
+
+LIST_TOMBSTONE_TTL_INDEX = "lists_tombstone_ttl"
+MEMBERSHIP_TOMBSTONE_TTL_INDEX = "memberships_tombstone_ttl"
+
+
+@budgeted
+async def ensure_tombstone_ttls(*, retention: timedelta) -> None:
+    """Deleted lists and ended memberships are kept `retention` (TOMBSTONE_RETENTION_DAYS) for
+    lists sync, as deleted todos are: then TTL indexes remove them. Ended memberships are read
+    with every session, so they must not pile up."""
+    await ensure_ttl_index(
+        _lists(), name=LIST_TOMBSTONE_TTL_INDEX, field="deleted_at", after=retention
+    )
+    await ensure_ttl_index(
+        _memberships(), name=MEMBERSHIP_TOMBSTONE_TTL_INDEX, field="removed_at", after=retention
+    )
+
+
+# ---- For invitations (issue 12, written with the invitations feature) ----------------------
+# A list's pending invitations hold slots in its `pending_invitations` (lists/models.py), one
+# per invited email, each with its invitation's expiry: MAX_PENDING_INVITATIONS is taken by one
+# conditional update (no `max`-th entry yet), never a count of invitations then an insert.
+# Expired entries are dropped only when the list is full; a slot whose invitation is gone
+# (accepted, declined, revoked, expired) before its release only makes the limit stricter
+# until the slot's expiry.
+
+_SLOTS = "pending_invitations"
+# Each round refreshes or takes the email's slot, or drops expired ones; a round only fails
+# to when another request changed the slots meanwhile.
+_SLOT_ROUNDS = 3
+
+
+@budgeted
+async def reserve_invitation_slot(
+    *, list_id: PydanticObjectId, key: str, expires_at: datetime, max_pending: int, now: datetime
+) -> None:
+    """Hold a pending invitation slot of the live list for `key` (an invited email) until
+    `expires_at`: the email's slot if it has one (a re-invite: its expiry moves), else a new
+    one. Conflict when `max_pending` unexpired slots are taken; NotFound if the list is gone.
+    """
+    for _ in range(_SLOT_ROUNDS):
+        # A new email first: the common case, one round trip.
+        taken = await _lists().update_one(
+            {
+                "_id": list_id,
+                **LIVE,
+                f"{_SLOTS}.key": {"$ne": key},
+                f"{_SLOTS}.{max_pending - 1}": {"$exists": False},
+            },
+            {"$push": {_SLOTS: {"key": key, "expires_at": expires_at}}},
+        )
+        if taken.modified_count == 1:
+            return
+        refreshed = await _lists().update_one(
+            {"_id": list_id, **LIVE, f"{_SLOTS}.key": key},
+            {"$set": {f"{_SLOTS}.$.expires_at": expires_at}},
+        )
+        if refreshed.matched_count == 1:
+            return
+        dropped = await _lists().update_one(
+            {"_id": list_id, **LIVE}, {"$pull": {_SLOTS: {"expires_at": {"$lte": now}}}}
+        )
+        if dropped.matched_count == 0:
+            raise NotFound(LIST_NOT_FOUND)
+        if dropped.modified_count == 0 and not await _has_slot(list_id, key):
+            break  # full of unexpired slots
+        # Expired slots were dropped, or the email's slot appeared meanwhile: again.
+    raise Conflict(
+        f"This list has {max_pending} pending invitations, the most it may have; "
+        "revoke some or wait for them to be answered."
+    )
+
+
+async def _has_slot(list_id: PydanticObjectId, key: str) -> bool:
+    return await _lists().find_one({"_id": list_id, f"{_SLOTS}.key": key}, {"_id": 1}) is not None
+
+
+@budgeted
+async def release_invitation_slot(
+    *,
+    list_id: PydanticObjectId,
+    key: str,
+    expires_at: datetime,
+    session: AsyncClientSession | None = None,
+) -> None:
+    """Free the slot of an invitation that is gone (answered, revoked, deleted with an
+    account). Only the slot with that very expiry: a re-invite of the same email since has
+    moved it, and keeps it."""
+    await _lists().update_one(
+        {"_id": list_id},
+        {"$pull": {_SLOTS: {"key": key, "expires_at": expires_at}}},
+        session=session,
+    )
+
+
+@budgeted
+async def has_member_with_email(*, list_id: PydanticObjectId, email: str) -> bool:
+    """Whether a live member of the list has this (normalised) email.
+
+    Looks among the list's members only (at most MAX_LIST_MEMBERS lookups by _id), never up
+    the email among all users: it costs the same whether or not the email has an account.
+    """
+    found = await _memberships().aggregate(
+        [
+            {"$match": {"list_id": list_id, "removed_at": None}},
+            {
+                "$lookup": {
+                    "from": _USERS,
+                    "localField": "user_id",
+                    "foreignField": "_id",
+                    "as": "u",
+                }
+            },
+            {"$match": {"u.email": email}},
+            {"$limit": 1},
+            {"$project": {"_id": 1}},
+        ]
+    )
+    return bool(await found.to_list(1))
+
+
+# ---- for the change feed (events); added by the feed helper, other helpers append too ----
+
+
+@budgeted
+async def membership_by_id(*, membership_id: Any) -> StoredDocument | None:
+    """A membership's list, user and role by its id, tombstone or not; None if there is none
+    (the feed reads it when a membership changes: an update's description lacks them)."""
+    found: StoredDocument | None = await _memberships().find_one(
+        {"_id": membership_id}, projection={"list_id": 1, "user_id": 1, "role": 1}
+    )
+    return found
+
+
 # ---- Accounts and the startup migration (accounts+migration helper) ----
 
 DUPLICATE_KEY = 11000
@@ -230,7 +680,7 @@ async def delete_lists_of(*, user_id: PydanticObjectId, now: datetime) -> list[P
         {"$set": {"deleted_at": now, "updated_at": now}, "$inc": {"version": 1}},
     )
     await _memberships().update_many(
-        {"list_id": {"$in": list_ids}, "removed_at": None},
+        {"list_id": {"$in": list_ids}, **LIVE_MEMBER},
         {"$set": {"removed_at": now, "updated_at": now}},
     )
     return list_ids
@@ -251,7 +701,7 @@ async def leave_all_lists(
     memberships = (
         await _memberships()
         .find(
-            {"user_id": user_id, "removed_at": None, "role": {"$ne": Role.OWNER}},
+            {"user_id": user_id, **LIVE_MEMBER, "role": {"$ne": Role.OWNER.value}},
             {"list_id": 1},
             session=session,
         )
@@ -260,7 +710,7 @@ async def leave_all_lists(
     left = 0
     for membership in memberships:
         ended = await _memberships().update_one(
-            {"_id": membership["_id"], "removed_at": None},
+            {"_id": membership["_id"], **LIVE_MEMBER},
             {"$set": {"removed_at": now, "updated_at": now}},
             session=session,
         )

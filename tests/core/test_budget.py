@@ -10,6 +10,7 @@ from service.accounts import store as account_store
 from service.core.budget import BUDGET_MARKER, RequestBudget, budgeted, request_budget
 from service.events import store as event_store
 from service.health import store as health_store
+from service.invitations import store as invitation_store
 from service.todos import idempotency, listing
 from service.todos import service as todo_service
 from service.todos import store as todo_store
@@ -93,6 +94,7 @@ def test_every_store_function_declares_its_budget() -> None:
         idempotency,
         event_store,
         health_store,
+        invitation_store,
     ):
         for name, function in inspect.getmembers(module, inspect.iscoroutinefunction):
             if name.startswith("_") or function.__module__ != module.__name__:

@@ -1,15 +1,15 @@
-"""The change feed's pure parts: what each change-stream event becomes, and fan-out limits."""
+"""The change feed's fan-out: who gets each todo change, limits, subscriptions while they
+open, catch-up, stream slots and the session check."""
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from beanie import PydanticObjectId
-from bson import Timestamp
 from pymongo import AsyncMongoClient, monitoring
 
 from service.accounts.models import Session, User
@@ -18,17 +18,20 @@ from service.core.clock import utc_now
 from service.core.store import id_of
 from service.db import MongoDatabase, init_db
 from service.events import store as event_store
+from service.events.changes import Change, TodoEvent
 from service.events.feed import (
     CATCH_UP_BATCH,
     CatchUp,
-    Change,
     ChangeFeed,
     InvalidResumeTokenError,
+    Subscription,
     UserStreamsFullError,
     WorkerStreamsFullError,
     parse_resume_token,
-    to_change,
 )
+from service.lists.deps import MEMBERSHIPS
+from service.lists.models import Membership, Role
+from service.lists.service import readable_lists
 from service.todos.models import Todo
 from tests.mongomock_compat import mock_database
 
@@ -40,80 +43,33 @@ async def beanie_models() -> None:
 
 
 OWNER = PydanticObjectId()
-TODO_ID = PydanticObjectId()
-NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+# The lists an owner's todos are in, in these tests: their default list has their id.
+LIST = OWNER
+OTHER_LIST = PydanticObjectId()
 
 
-def document(**fields: Any) -> dict[str, Any]:
-    return {
-        "_id": TODO_ID,
-        "owner_id": OWNER,
-        "text": "t",
-        "version": 1,
-        "created_at": NOW,
-        "updated_at": NOW,
-        **fields,
-    }
-
-
-def event(
-    operation: str, full: dict[str, Any] | None, updated: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    raw: dict[str, Any] = {
+def todo_event(list_id: PydanticObjectId = LIST, text: str = "t") -> TodoEvent:
+    """The meaning of a todo's insert into `list_id`."""
+    raw = {
         "_id": {"_data": "8200AB"},
-        "operationType": operation,
-        "fullDocument": full,
-        "documentKey": {"_id": TODO_ID},
+        "operationType": "insert",
+        "fullDocument": {
+            "_id": PydanticObjectId(),
+            "list_id": list_id,
+            "created_by": OWNER,
+            "text": text,
+            "version": 1,
+            "created_at": utc_now(),
+            "updated_at": utc_now(),
+        },
     }
-    if updated is not None:
-        raw["updateDescription"] = {"updatedFields": updated, "removedFields": []}
-    return raw
+    parsed = TodoEvent.of(raw)
+    assert parsed is not None
+    return parsed
 
 
-def test_an_insert_is_created_with_the_todo() -> None:
-    change = to_change(event("insert", document()))
-    assert change is not None
-    assert (change.kind, change.token, change.owner_id) == ("created", "8200AB", OWNER)
-    assert change.data["id"] == str(TODO_ID)
-    assert change.data["version"] == 1
-
-
-def test_a_change_carries_its_cluster_time() -> None:
-    raw = event("insert", document())
-    raw["clusterTime"] = Timestamp(1_800_000_000, 7)
-    change = to_change(raw)
-    assert change is not None
-    assert change.cluster_time == Timestamp(1_800_000_000, 7)
-
-
-def test_an_update_is_updated() -> None:
-    change = to_change(event("update", document(version=2), {"text": "t", "version": 2}))
-    assert change is not None
-    assert change.kind == "updated"
-
-
-def test_setting_deleted_at_is_deleted_with_the_exact_tombstone() -> None:
-    # The post-image is read later and may show a newer version; the event's own fields win.
-    full = document(version=5, deleted_at=NOW)
-    change = to_change(event("update", full, {"deleted_at": NOW, "version": 3}))
-    assert change is not None
-    assert change.kind == "deleted"
-    assert change.data == {
-        "id": str(TODO_ID),
-        "deleted": True,
-        "deleted_at": "2026-11-25T09:00:00Z",
-        "version": 3,
-    }
-
-
-def test_a_change_whose_todo_was_deleted_since_is_left_to_the_deletion_event() -> None:
-    full = document(version=3, deleted_at=NOW)
-    assert to_change(event("update", full, {"notes": "x", "version": 2})) is None
-    assert to_change(event("insert", full)) is None
-
-
-def test_a_change_whose_todo_is_gone_entirely_is_skipped() -> None:
-    assert to_change(event("update", None, {"notes": "x"})) is None
+def queued(subscription: Subscription) -> list[Any]:
+    return [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
 
 
 @pytest.mark.parametrize("value", ["", "0", "xyz", "00" * 513, "8200AB\n"])
@@ -126,31 +82,68 @@ def test_a_hex_resume_token_parses() -> None:
     assert parse_resume_token("8200ab") == {"_data": "8200ab"}
 
 
+async def test_a_todo_change_reaches_the_readers_of_its_list_only() -> None:
+    feed = ChangeFeed()
+    owner = feed.subscribe(OWNER, lists=[LIST])
+    viewer = feed.subscribe(PydanticObjectId(), lists=[OTHER_LIST, LIST])
+    stranger = feed.subscribe(PydanticObjectId(), lists=[OTHER_LIST])
+    feed._dispatch(todo_event(LIST, "shared"))
+    for reader in (owner, viewer):
+        (change,) = queued(reader)
+        assert (change.kind, change.data["text"], change.list_id) == ("created", "shared", LIST)
+    assert stranger.queue.empty()
+
+
 async def test_a_reader_too_slow_for_its_queue_is_closed() -> None:
     feed = ChangeFeed(queue_size=2)
-    slow = feed.subscribe(OWNER)
-    other = feed.subscribe(PydanticObjectId())
-    change = Change("created", "01", OWNER, {})
+    slow = feed.subscribe(OWNER, lists=[LIST])
+    other = feed.subscribe(PydanticObjectId(), lists=[OTHER_LIST])
     for _ in range(3):
-        feed._dispatch(change)
-    queued = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
-    assert queued == [change, change, None]
+        feed._dispatch(todo_event(LIST))
+    assert [item is None for item in queued(slow)] == [False, False, True]
     assert other.queue.empty()
     assert feed.subscriber_count == 1
 
 
+async def test_changes_made_while_a_stream_opens_are_told_once_its_lists_are_known() -> None:
+    feed = ChangeFeed()
+    opening = feed.subscribe(OWNER)  # its memberships not read yet
+    feed._dispatch(todo_event(LIST, "mine"))
+    feed._dispatch(todo_event(OTHER_LIST, "not mine"))
+    assert opening.queue.empty()
+    assert feed.load(opening, [LIST]) == {LIST}
+    (change,) = queued(opening)
+    assert change.data["text"] == "mine"
+    feed._dispatch(todo_event(LIST, "later"))
+    assert [change.data["text"] for change in queued(opening)] == ["later"]
+
+
+async def test_a_stream_still_opening_holds_at_most_its_queue() -> None:
+    feed = ChangeFeed(queue_size=2)
+    opening = feed.subscribe(OWNER)
+    for _ in range(3):
+        feed._dispatch(todo_event(LIST))
+    assert queued(opening) == [None]
+    assert feed.subscriber_count == 0
+    feed.load(opening, [LIST])  # too late: it was closed, and stays out of the fan-out
+    feed._dispatch(todo_event(LIST))
+    assert opening.queue.empty()
+
+
 async def test_close_subscribers_ends_every_stream() -> None:
     feed = ChangeFeed()
-    subscriptions = [feed.subscribe(OWNER) for _ in range(3)]
+    subscriptions = [feed.subscribe(OWNER, lists=[LIST]) for _ in range(3)]
     feed.close_subscribers()
     assert [await asyncio.wait_for(s.queue.get(), 1) for s in subscriptions] == [None] * 3
     assert feed.subscriber_count == 0
+    feed._dispatch(todo_event(LIST))
+    assert all(s.queue.empty() for s in subscriptions)
 
 
 async def test_a_revoked_session_ends_only_its_own_streams_saying_so() -> None:
     feed = ChangeFeed()
-    revoked = [feed.subscribe(OWNER, "session-a") for _ in range(2)]
-    other = feed.subscribe(OWNER, "session-b")
+    revoked = [feed.subscribe(OWNER, "session-a", lists=[LIST]) for _ in range(2)]
+    other = feed.subscribe(OWNER, "session-b", lists=[LIST])
     feed.revoke_session("session-a")
     for subscription in revoked:
         assert await asyncio.wait_for(subscription.queue.get(), 1) is None
@@ -199,16 +192,21 @@ async def started_feed(**options: Any) -> AsyncIterator[ChangeFeed]:
     assert not feed.available
 
 
+def new_todo(list_id: PydanticObjectId, text: str) -> Todo:
+    return Todo(list_id=list_id, created_by=OWNER, sync_lists=[list_id], text=text)
+
+
 async def caught_up(feed: ChangeFeed) -> None:
     """Wait until the feed's shared stream has read everything written so far."""
-    marker = Todo(owner_id=PydanticObjectId(), text="marker")
+    marker_list = PydanticObjectId()
+    marker = new_todo(marker_list, "marker")
     await marker.insert()
-    watcher = feed.subscribe(marker.owner_id)
+    watcher = feed.subscribe(PydanticObjectId(), lists=[marker_list])
     await marker.set({"text": "seen"})
     async with asyncio.timeout(10):
         while True:
             change = await watcher.queue.get()
-            if change is not None and change.kind == "updated":
+            if isinstance(change, Change) and change.kind == "updated":
                 break
     feed.unsubscribe(watcher)
 
@@ -217,20 +215,62 @@ async def caught_up(feed: ChangeFeed) -> None:
 async def test_a_catch_up_stops_after_its_limit(database: MongoDatabase) -> None:
     await init_db(database)
     async with started_feed(catch_up_limit=2) as feed:
-        token = feed.subscribe(OWNER).token
-        assert token is not None
-        await Todo.insert_many([Todo(owner_id=OWNER, text=f"t{i}") for i in range(3)])
-        await Todo.insert_many([Todo(owner_id=PydanticObjectId(), text="someone else's")])
-        catch_up = await feed.catch_up(OWNER, token)
-        # Only the owner's changes, in order, up to the limit; the client resumes after.
+        subscription = feed.subscribe(OWNER, lists=[LIST])
+        assert subscription.token is not None
+        await Todo.insert_many([new_todo(LIST, f"t{i}") for i in range(3)])
+        await Todo.insert_many([new_todo(OTHER_LIST, "a list they can't read")])
+        catch_up = await feed.catch_up(subscription, subscription.token)
+        # Only their lists' changes, in order, up to the limit; the client resumes after.
         sent = await changes_of(catch_up)
         assert [(c.kind, c.data["text"]) for c in sent] == [("created", "t0"), ("created", "t1")]
         assert catch_up.truncated
         feed.discard(catch_up)
-        rest = await feed.catch_up(OWNER, sent[-1].token)
+        rest = await feed.catch_up(subscription, sent[-1].token)
         assert [c.data["text"] for c in await changes_of(rest)] == ["t2"]
         assert not rest.truncated
         feed.discard(rest)
+
+
+@pytest.mark.wire_only
+async def test_a_catch_up_tells_the_changes_of_every_readable_list_and_departures(
+    database: MongoDatabase,
+) -> None:
+    await init_db(database)
+    shared, private, strangers = PydanticObjectId(), PydanticObjectId(), PydanticObjectId()
+    async with started_feed() as feed:
+        viewer = feed.subscribe(PydanticObjectId(), lists=[LIST, shared])
+        assert viewer.token is not None
+        theirs = new_todo(shared, "shared")
+        for todo in (new_todo(LIST, "mine"), theirs, new_todo(strangers, "a stranger's")):
+            await todo.insert()
+        # Moved out of the viewer's lists: told as deleted from the list it left.
+        await Todo.get_pymongo_collection().update_one(
+            {"_id": theirs.id},
+            {"$set": {"list_id": private, "moved_from": shared, "version": 2}},
+        )
+        catch_up = await feed.catch_up(viewer, viewer.token)
+        told = [(c.kind, c.data.get("text"), c.list_id) for c in await changes_of(catch_up)]
+        feed.discard(catch_up)
+    assert told == [
+        ("created", "mine", LIST),
+        ("created", "shared", shared),
+        ("deleted", None, shared),
+    ]
+
+
+@pytest.mark.wire_only
+async def test_a_catch_up_leaves_out_a_list_taken_away_meanwhile(database: MongoDatabase) -> None:
+    await init_db(database)
+    shared = PydanticObjectId()
+    async with started_feed() as feed:
+        viewer = feed.subscribe(PydanticObjectId(), lists=[LIST, shared])
+        assert viewer.token is not None
+        await Todo.insert_many([new_todo(shared, "shared"), new_todo(LIST, "mine")])
+        catch_up = await feed.catch_up(viewer, viewer.token)
+        feed._take_away(viewer, shared)  # removed from the list while it catches up
+        told = [c.data["text"] for c in await changes_of(catch_up)]
+        feed.discard(catch_up)
+    assert told == ["mine"]
 
 
 @pytest.mark.wire_only
@@ -241,22 +281,22 @@ async def test_the_switch_from_catch_up_to_live_loses_and_repeats_nothing(
     async with started_feed() as feed:
         before = feed.subscribe(PydanticObjectId()).token  # the client's Last-Event-ID
         assert before is not None
-        missed = [Todo(owner_id=OWNER, text=f"missed {i}") for i in range(2)]
+        missed = [new_todo(LIST, f"missed {i}") for i in range(2)]
         await Todo.insert_many(missed)
         await caught_up(feed)
-        subscription = feed.subscribe(OWNER)  # the live queue starts here
-        overlap = [Todo(owner_id=OWNER, text=f"overlap {i}") for i in range(3)]
+        subscription = feed.subscribe(OWNER, lists=[LIST])  # the live queue starts here
+        overlap = [new_todo(LIST, f"overlap {i}") for i in range(3)]
         for todo in overlap:
             await todo.insert()
         await caught_up(feed)
         assert subscription.queue.qsize() == 3  # queued live, and also in the catch-up
-        catch_up = await feed.catch_up(OWNER, before)
+        catch_up = await feed.catch_up(subscription, before)
         received = [c.data["text"] for c in await changes_of(catch_up)]
-        await Todo(owner_id=OWNER, text="after").insert()
+        await new_todo(LIST, "after").insert()
         await caught_up(feed)
         while not subscription.queue.empty():
             change = subscription.queue.get_nowait()
-            assert change is not None
+            assert isinstance(change, Change)
             if not catch_up.covers(change):
                 received.append(change.data["text"])
         feed.discard(catch_up)
@@ -264,7 +304,7 @@ async def test_the_switch_from_catch_up_to_live_loses_and_repeats_nothing(
 
 
 class BatchCounter(monitoring.CommandListener):
-    """Counts the reads of catch-up change streams (those filtered by owner) and the
+    """Counts the reads of catch-up change streams (those filtered by list) and the
     largest batch the server returned to one."""
 
     def __init__(self) -> None:
@@ -275,7 +315,7 @@ class BatchCounter(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         command = event.command
-        catching_up = "fullDocument.owner_id" in str(command.get("pipeline"))
+        catching_up = "fullDocument.list_id" in str(command.get("pipeline"))
         if (event.command_name == "aggregate" and catching_up) or (
             event.command_name == "getMore" and command["getMore"] in self._cursors
         ):
@@ -305,10 +345,10 @@ async def test_a_catch_up_holds_one_batch_at_a_time(wire_url: str) -> None:
         await init_db(client[name])
         backlog = 2 * CATCH_UP_BATCH + 50
         async with started_feed(catch_up_limit=backlog) as feed:
-            token = feed.subscribe(OWNER).token
-            assert token is not None
-            await Todo.insert_many([Todo(owner_id=OWNER, text=f"t{i}") for i in range(backlog)])
-            catch_up = await feed.catch_up(OWNER, token)
+            subscription = feed.subscribe(OWNER, lists=[LIST])
+            assert subscription.token is not None
+            await Todo.insert_many([new_todo(LIST, f"t{i}") for i in range(backlog)])
+            catch_up = await feed.catch_up(subscription, subscription.token)
             assert counter.reads == 1  # the first batch, read before answering (400/410)
             sent = 0
             async for _ in catch_up.changes():
@@ -368,7 +408,7 @@ async def test_renewed_slots_stay_held(database: MongoDatabase) -> None:
     assert await event_store.take_slot(user_id=OWNER, max_per_user=1, worker="w", now=later) is None
 
 
-# ---- the session a stream runs on ----
+# ---- the session a stream runs on, and its lists ----
 
 
 async def test_a_stream_needs_an_active_session_of_an_existing_user(
@@ -378,12 +418,13 @@ async def test_a_stream_needs_an_active_session_of_an_existing_user(
     now = utc_now()
     user = User(email="feed@example.com", fname="F", lname="S", hashed_password="x")
     await user.insert()
+    user_id = id_of(user)
 
     async def session(**fields: Any) -> str:
         values: dict[str, Any] = {"expires_at": now + timedelta(days=1), **fields}
         stored = Session(
             id=new_session_id(),
-            user_id=id_of(user),
+            user_id=user_id,
             created_at=now,
             last_used_at=now,
             refresh_hash=uuid.uuid4().hex,
@@ -393,14 +434,44 @@ async def test_a_stream_needs_an_active_session_of_an_existing_user(
         return stored.id
 
     active = await session()
-    assert await event_store.session_expiry(session_id=active, user_id=id_of(user), now=now) == (
-        now + timedelta(days=1)
-    )
+    found = await event_store.active_session(session_id=active, user_id=user_id, now=now)
+    assert found is not None
+    assert found.expires_at == now + timedelta(days=1)
     for ended in [await session(revoked=True), await session(expires_at=now)]:
-        assert (
-            await event_store.session_expiry(session_id=ended, user_id=id_of(user), now=now) is None
-        )
+        assert await event_store.active_session(session_id=ended, user_id=user_id, now=now) is None
     # Someone else's session, or a deleted user's, doesn't count either.
-    assert await event_store.session_expiry(session_id=active, user_id=OWNER, now=now) is None
+    assert await event_store.active_session(session_id=active, user_id=OWNER, now=now) is None
     await user.delete()
-    assert await event_store.session_expiry(session_id=active, user_id=id_of(user), now=now) is None
+    assert await event_store.active_session(session_id=active, user_id=user_id, now=now) is None
+
+
+async def test_the_session_check_reads_the_users_memberships_with_it(
+    database: MongoDatabase,
+) -> None:
+    await init_db(database)
+    now = utc_now()
+    user = User(email="lists@example.com", fname="F", lname="S", hashed_password="x")
+    await user.insert()
+    user_id = id_of(user)
+    stored = Session(
+        id=new_session_id(),
+        user_id=user_id,
+        created_at=now,
+        last_used_at=now,
+        refresh_hash=uuid.uuid4().hex,
+        expires_at=now + timedelta(days=1),
+    )
+    await stored.insert()
+    live, left, strangers = PydanticObjectId(), PydanticObjectId(), PydanticObjectId()
+    await Membership.insert_many(
+        [
+            Membership(list_id=live, user_id=user_id, role=Role.VIEWER),
+            Membership(list_id=left, user_id=user_id, role=Role.EDITOR, removed_at=now),
+            Membership(list_id=strangers, user_id=OWNER, role=Role.OWNER),
+        ]
+    )
+    found = await event_store.active_session(
+        session_id=stored.id, user_id=user_id, now=now, join=MEMBERSHIPS
+    )
+    assert found is not None
+    assert readable_lists(found.joined) == {live}

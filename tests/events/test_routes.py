@@ -14,31 +14,64 @@ import httpx
 import jwt
 import pytest
 from asgi_lifespan import LifespanManager
+from beanie import PydanticObjectId
 from httpx import ASGITransport, AsyncClient
+from pymongo import AsyncMongoClient
 
 from service.accounts.tokens import TokenSettings, create_access_token
 from service.app import create_app
 from service.config import Settings
+from service.core.clock import utc_now
+from service.db import init_db
+from service.lists.models import Membership, TodoList
 from tests.conftest import TEST_SECRET_KEY
 from tests.live_server import EventReader, LiveServer, live_server
 from tests.mongomock_compat import mock_database
-from tests.utils import UserAccount, create_account, log_in
+from tests.utils import (
+    UserAccount,
+    create_account,
+    create_list,
+    create_todo,
+    log_in,
+    share_list,
+)
 
 pytestmark = pytest.mark.wire_only
 
 
 @pytest.fixture(scope="module")
+def server_database() -> str:
+    """The live server's database: the tests make and share lists in it directly."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
 async def server(
-    wire_url: str, tmp_path_factory: pytest.TempPathFactory
+    wire_url: str, tmp_path_factory: pytest.TempPathFactory, server_database: str
 ) -> AsyncIterator[LiveServer]:
     async with live_server(
         wire_url,
         tmp_path_factory.mktemp("events"),
+        MONGODB_DB=server_database,
         FEED_HEARTBEAT_SECONDS="0.3",
         # The 200-subscriber test opens them all as one user.
         MAX_STREAMS_PER_USER="200",
+        # Every test signs up two or three users, from one address.
+        SIGNUP_MAX_PER_IP="1000",
     ) as running:
         yield running
+
+
+@pytest.fixture
+async def lists_on_server(wire_url: str, server_database: str) -> AsyncIterator[None]:
+    """The lists store (tests/utils: create_list, share_list) writes to the live server's
+    database: lists are shared there as the lists and invitations routes would."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(wire_url, tz_aware=True)
+    try:
+        await init_db(mongo[server_database])
+        yield
+    finally:
+        await mongo.close()
 
 
 @pytest.fixture
@@ -66,13 +99,18 @@ async def events(
 
 async def opened(reader: EventReader) -> str:
     """Check the stream opened with `ready`; its id."""
+    return (await ready(reader))[0]
+
+
+async def ready(reader: EventReader) -> tuple[str, dict[str, Any]]:
+    """Check the stream opened with `ready`; its id and data."""
     assert reader.response.status_code == 200
     assert reader.response.headers["content-type"].startswith("text/event-stream")
-    ready = await reader.next_event()
-    assert ready is not None
-    assert ready.event == "ready"
-    assert ready.id
-    return ready.id
+    event = await reader.next_event()
+    assert event is not None
+    assert event.event == "ready"
+    assert event.id
+    return event.id, json.loads(event.data)
 
 
 async def create(http: AsyncClient, user: UserAccount, text: str) -> dict[str, Any]:
@@ -90,6 +128,15 @@ async def expect(reader: EventReader, kind: str) -> tuple[str, dict[str, Any]]:
     return event.id, json.loads(event.data)
 
 
+async def expect_list_event(reader: EventReader, kind: str) -> dict[str, Any]:
+    """The next event, a list event (which has no id)."""
+    event = await reader.next_event()
+    assert event is not None, "the stream ended"
+    assert (event.event, event.id) == (kind, None), event
+    data: dict[str, Any] = json.loads(event.data)
+    return data
+
+
 async def test_my_changes_arrive_in_order(http: AsyncClient, alice: UserAccount) -> None:
     async with events(http, alice.headers) as reader:
         await opened(reader)
@@ -105,6 +152,8 @@ async def test_my_changes_arrive_in_order(http: AsyncClient, alice: UserAccount)
         _, deleted = await expect(reader, "deleted")
         assert deleted == {
             "id": todo["id"],
+            "list_id": alice.id,  # their default list
+            "created_by": alice.id,
             "deleted": True,
             "deleted_at": deleted["deleted_at"],
             "version": 3,
@@ -324,6 +373,163 @@ async def test_a_resume_further_behind_than_the_limit_continues_over_reconnectio
                 if expected == 2:
                     assert await reader.next_event() is None  # ends after the limit
         assert received == [todo["id"] for todo in todos]
+
+
+# ---- lists: every list the caller can read ----
+
+
+async def remove_member(list_id: str, member: UserAccount) -> None:
+    """What DELETE /api/lists/{list_id}/members/{user_id} writes: the membership's tombstone
+    and one member fewer on the list (its version bumped)."""
+    now = utc_now()
+    await Membership.get_pymongo_collection().update_one(
+        {"list_id": PydanticObjectId(list_id), "user_id": PydanticObjectId(member.id)},
+        {"$set": {"removed_at": now, "updated_at": now}},
+    )
+    await TodoList.get_pymongo_collection().update_one(
+        {"_id": PydanticObjectId(list_id)},
+        {"$inc": {"member_count": -1, "version": 1}, "$set": {"updated_at": now}},
+    )
+
+
+async def shared_with(
+    http: AsyncClient, owner: UserAccount, member: UserAccount, role: str = "viewer"
+) -> str:
+    """A new list of `owner`'s, shared with `member`: its id."""
+    list_id: str = (await create_list(http, owner))["id"]
+    await share_list(http, owner, list_id, member, role)
+    return list_id
+
+
+async def test_ready_says_which_lists_the_stream_carries(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    list_id = await shared_with(http, alice, bob)
+    await create_list(http, alice, "alice's own")
+    async with events(http, bob.headers) as reader:
+        _, data = await ready(reader)
+    assert data == {"resumed": False, "lists": sorted([bob.id, list_id])}
+
+
+async def test_a_shared_lists_changes_reach_its_viewer_and_never_a_stranger(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    carol = await create_account(http)
+    list_id = await shared_with(http, alice, bob)
+    async with events(http, bob.headers) as viewer, events(http, carol.headers) as stranger:
+        await asyncio.gather(opened(viewer), opened(stranger))
+        todo = await create_todo(http, alice, "shared", list_id=list_id)
+        _, created = await expect(viewer, "created")
+        assert (created["id"], created["list_id"], created["created_by"]) == (
+            todo["id"],
+            list_id,
+            alice.id,
+        )
+        await http.patch(
+            f"/api/todos/{todo['id']}", json={"completed": True}, headers=alice.headers
+        )
+        _, updated = await expect(viewer, "updated")
+        assert (updated["id"], updated["completed"]) == (todo["id"], True)
+        # The stranger's first event is their own todo: nothing of the shared list came.
+        own = await create_todo(http, carol, "carol's", list_id=carol.id)
+        _, created = await expect(stranger, "created")
+        assert created["id"] == own["id"]
+
+
+async def test_a_member_removed_mid_stream_gets_list_removed_then_nothing_of_that_list(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    list_id = await shared_with(http, alice, bob, "editor")
+    async with events(http, bob.headers) as reader:
+        await opened(reader)
+        await remove_member(list_id, bob)
+        assert await expect_list_event(reader, "list_removed") == {"id": list_id}
+        await create_todo(http, alice, "after the removal", list_id=list_id)
+        # The stream stays open for their other lists.
+        own = await create_todo(http, bob, "bob's", list_id=bob.id)
+        _, created = await expect(reader, "created")
+        assert created["id"] == own["id"]
+
+
+async def test_the_members_who_remain_are_told_who_went(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    list_id = await shared_with(http, alice, bob)
+    async with events(http, alice.headers) as reader:
+        await opened(reader)
+        await remove_member(list_id, bob)
+        # Who went, then the member count's change (the list's version), as written.
+        removed = await expect_list_event(reader, "member_removed")
+        assert removed == {"list_id": list_id, "user_id": bob.id}
+        updated = await expect_list_event(reader, "list_updated")
+        assert (updated["id"], updated["member_count"], updated["version"]) == (list_id, 1, 3)
+
+
+async def test_a_member_added_mid_stream_receives_the_list_without_reconnecting(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    list_id = (await create_list(http, alice))["id"]
+    async with events(http, bob.headers) as reader:
+        _, data = await ready(reader)
+        assert data["lists"] == [bob.id]
+        await share_list(http, alice, list_id, bob, "viewer")
+        added = await expect_list_event(reader, "member_added")
+        assert added == {"list_id": list_id, "user_id": bob.id, "role": "viewer"}
+        todo = await create_todo(http, alice, "for the new member", list_id=list_id)
+        _, created = await expect(reader, "created")
+        assert (created["id"], created["list_id"]) == (todo["id"], list_id)
+
+
+async def test_a_todo_moved_out_of_a_readable_list_is_deleted_with_the_list_it_left(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    list_id = await shared_with(http, alice, bob)
+    todo = await create_todo(http, alice, "moving", list_id=list_id)
+    url = f"/api/todos/{todo['id']}"
+    async with events(http, bob.headers) as viewer, events(http, alice.headers) as owner:
+        await asyncio.gather(opened(viewer), opened(owner))
+        # Into alice's default list, which bob can't read.
+        moved = await http.patch(url, json={"list_id": alice.id}, headers=alice.headers)
+        assert moved.status_code == 200, moved.text
+        _, deleted = await expect(viewer, "deleted")
+        assert deleted == {
+            "id": todo["id"],
+            "list_id": list_id,  # the list it left, never the one it went to
+            "created_by": alice.id,
+            "deleted": True,
+            "deleted_at": deleted["deleted_at"],
+            "version": 2,
+        }
+        # alice reads both lists: an update, in its new list.
+        _, updated = await expect(owner, "updated")
+        assert (updated["id"], updated["list_id"]) == (todo["id"], alice.id)
+        # Moved back in: it appears in bob's view again.
+        back = await http.patch(url, json={"list_id": list_id}, headers=alice.headers)
+        assert back.status_code == 200, back.text
+        _, created = await expect(viewer, "created")
+        assert (created["id"], created["list_id"], created["version"]) == (
+            todo["id"],
+            list_id,
+            3,
+        )
+
+
+async def test_a_resumed_stream_catches_up_on_the_lists_the_caller_reads_only(
+    http: AsyncClient, alice: UserAccount, bob: UserAccount, lists_on_server: None
+) -> None:
+    list_id = await shared_with(http, alice, bob)
+    async with events(http, bob.headers) as reader:
+        last_id = await opened(reader)
+    await create_todo(http, alice, "alice's own", list_id=alice.id)
+    shared = await create_todo(http, alice, "shared", list_id=list_id)
+    async with events(http, {**bob.headers, "Last-Event-ID": last_id}) as reader:
+        _, data = await ready(reader)
+        assert data == {"resumed": True, "lists": sorted([bob.id, list_id])}
+        _, created = await expect(reader, "created")
+        assert created["id"] == shared["id"]
+        own = await create_todo(http, bob, "live", list_id=bob.id)
+        _, created = await expect(reader, "created")
+        assert created["id"] == own["id"]
 
 
 # ---- sessions ending ----

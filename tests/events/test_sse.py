@@ -3,8 +3,10 @@ feed's tasks cancelled until they end."""
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -12,10 +14,16 @@ import pytest
 from beanie import PydanticObjectId
 from starlette.requests import ClientDisconnect
 
-from service.events.feed import Change, ChangeFeed, _cancel_until_done
+from service.core.clock import utc_now
+from service.events import changes
+from service.events.changes import Change
+from service.events.feed import ChangeFeed, _cancel_until_done
+from service.events.service import OpenStream
 from service.events.sse import (
     EventStreamResponse,
+    _events,
     change_frame,
+    list_frame,
     sse_frame,
     streams_end_on_exit_signal,
 )
@@ -25,6 +33,43 @@ def test_a_frame_without_an_id_keeps_the_clients_last_event_id() -> None:
     assert sse_frame("revoked", None, "{}") == "event: revoked\ndata: {}\n\n"
     change = Change("created", "8200AB", PydanticObjectId(), {"id": "1", "text": "t"})
     assert change_frame(change) == 'event: created\nid: 8200AB\ndata: {"id":"1","text":"t"}\n\n'
+
+
+def test_list_events_have_no_id_they_are_not_resumable() -> None:
+    list_id = PydanticObjectId()
+    assert list_frame(changes.list_removed(list_id)) == (
+        f'event: list_removed\ndata: {{"id":"{list_id}"}}\n\n'
+    )
+
+
+async def test_a_stream_says_its_lists_then_skips_those_taken_away() -> None:
+    feed = ChangeFeed()
+    mine, shared = PydanticObjectId(), PydanticObjectId()
+    subscription = feed.subscribe(PydanticObjectId(), lists=[mine, shared])
+    stream = OpenStream(
+        subscription,
+        None,
+        ready_id="8200AA",
+        until=utc_now() + timedelta(minutes=1),
+        lists=frozenset([mine, shared]),
+    )
+    queued = Change("created", "8200AB", shared, {"id": "1"})
+    subscription.queue.put_nowait(queued)
+    feed._take_away(subscription, shared)  # removed before that change was sent
+    subscription.queue.put_nowait(Change("created", "8200AC", mine, {"id": "2"}))
+    feed.close_subscribers()
+    frames = [frame async for frame in _events(stream, heartbeat=60)]
+    assert frames == [
+        sse_frame(
+            "ready",
+            "8200AA",
+            json.dumps(
+                {"resumed": False, "lists": sorted([str(mine), str(shared)])}, separators=(",", ":")
+            ),
+        ),
+        list_frame(changes.list_removed(shared)),
+        change_frame(Change("created", "8200AC", mine, {"id": "2"})),
+    ]
 
 
 async def test_an_exit_signal_ends_every_stream_then_runs_the_previous_handler() -> None:

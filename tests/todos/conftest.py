@@ -8,9 +8,7 @@ import pytest
 from beanie import PydanticObjectId
 from httpx import AsyncClient
 
-from service.core.clock import utc_now
-from service.lists.models import Membership, TodoList
-from service.todos import service as todos
+from service.lists.models import TodoList
 from service.todos.models import Todo
 from tests.utils import UserAccount, create_account, create_list, share_list
 
@@ -70,22 +68,14 @@ async def assert_counts_exact(*list_ids: str) -> None:
         assert await todo_count(list_id) == await live_todos(list_id), list_id
 
 
-async def remove_member(list_id: str, user: UserAccount) -> None:
-    """End `user`'s membership as leaving (or being removed) would: a tombstone."""
-    await Membership.get_pymongo_collection().update_one(
-        {"list_id": PydanticObjectId(list_id), "user_id": PydanticObjectId(user.id)},
-        {"$set": {"removed_at": utc_now()}},
-    )
+async def leave(client: AsyncClient, list_id: str, user: UserAccount) -> None:
+    """`user` leaves the list through the API (their membership becomes a tombstone)."""
+    response = await client.delete(f"/api/lists/{list_id}/members/{user.id}", headers=user.headers)
+    assert response.status_code == 204, response.text
 
 
-async def delete_list(list_id: str) -> None:
-    """Delete the list as list deletion does: its todos as tombstones (the todos feature's
-    part), the list and every membership as tombstones (the lists feature's)."""
-    now = utc_now()
-    await todos.delete_todos_in_list(list_id=PydanticObjectId(list_id))
-    await TodoList.get_pymongo_collection().update_one(
-        {"_id": PydanticObjectId(list_id)}, {"$set": {"deleted_at": now}}
-    )
-    await Membership.get_pymongo_collection().update_many(
-        {"list_id": PydanticObjectId(list_id)}, {"$set": {"removed_at": now}}
-    )
+async def delete_list(client: AsyncClient, owner: UserAccount, list_id: str) -> None:
+    """Delete the list through the API (its todos become tombstones: todos'
+    delete_todos_in_list)."""
+    response = await client.delete(f"/api/lists/{list_id}", headers=owner.headers)
+    assert response.status_code == 204, response.text

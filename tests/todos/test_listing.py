@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from service.todos.listing import TodoFilters, list_query, sort_keys
 from service.todos.models import Todo
 from service.todos.schemas import SortOrder, TodoSort
-from tests.todos.conftest import remove_member
+from tests.todos.conftest import leave
 from tests.utils import UserAccount, create_list, create_todo, share_list
 
 Params = dict[str, Any]
@@ -402,7 +402,7 @@ async def test_list_id_of_a_list_the_caller_cannot_read_is_404(
         shared = await create_list(client, bob)
         await share_list(client, bob, shared["id"], alice, "editor")
         await create_todo(client, bob, list_id=shared["id"])
-        await remove_member(shared["id"], alice)
+        await leave(client, shared["id"], alice)
         list_id = shared["id"]
         assert await ids(client, alice) == []
     response = await client.get("/api/todos", params={"list_id": list_id}, headers=alice.headers)

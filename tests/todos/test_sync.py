@@ -13,7 +13,7 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.todos.conftest import (
     assert_counts_exact,
     delete_list,
-    remove_member,
+    leave,
     snapshot,
     todo_count,
 )
@@ -409,7 +409,7 @@ async def test_a_deleted_lists_tombstones_reach_its_owner_only(
     await share_list(client, alice, shared["id"], bob, "editor")
     todos = [await create_todo(client, bob, f"t{i}", list_id=shared["id"]) for i in range(2)]
     start = recently()
-    await delete_list(shared["id"])
+    await delete_list(client, alice, shared["id"])
     owners = await changes(client, alice, updated_since=start, include_deleted="true")
     assert [(item["id"], item["list_id"], item["deleted"]) for item in owners["items"]] == [
         (todo["id"], shared["id"], True) for todo in todos
@@ -432,7 +432,7 @@ async def test_a_member_who_left_gets_nothing_more_of_the_list(
     await share_list(client, alice, shared["id"], bob, "editor")
     todo = await create_todo(client, alice, list_id=shared["id"])
     start = recently()
-    await remove_member(shared["id"], bob)
+    await leave(client, shared["id"], bob)
     await delete(client, alice, todo)
     assert (await changes(client, bob, updated_since=start, include_deleted="true"))["items"] == []
 
