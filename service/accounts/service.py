@@ -26,6 +26,7 @@ from service.config import Settings
 from service.core.store import id_of
 from service.errors import BadRequest, Conflict, Unauthorized
 from service.events import service as events
+from service.invitations import service as invitations
 from service.lists import service as lists
 from service.todos import service as todos
 
@@ -240,14 +241,37 @@ async def delete_account(
 
 
 async def delete_everything_of(*, user_id: PydanticObjectId, email: str, now: datetime) -> None:
-    """Delete the user with everything of theirs; in a transaction where the server has them."""
+    """Delete the user with everything of theirs, in an order that can stop anywhere: the
+    next attempt (the user can still log in until the very last step) finishes it.
 
-    async def steps(session: AsyncClientSession | None) -> None:
-        await store.delete_sessions_of(user_id=user_id, session=session)
+    1. Their sessions: their tokens stop working at once, so they make nothing new meanwhile.
+    2. The lists they own, as tombstones with their members' memberships ended, then those
+       lists' todos (as tombstones) and invitations: members see the lists removed in lists
+       sync and the feed. Lists first: no todo can be added to a deleted list.
+    3. Their memberships of other lists (each list's member count and version with it) and
+       the invitations they sent or got, in one transaction where the server has them.
+    4. Their own records, in one transaction where the server has them: event tickets,
+       idempotency records (each holds a copy of the todo it created), the user last.
+
+    Step 2 may be large (every todo of up to MAX_LISTS_PER_USER lists), so it is not a
+    transaction: each of its writes is one the lists' members may see anyway, and each is safe
+    to repeat (delete_lists_of answers the lists deleted before too, whose todos it then
+    tombstones again if any are left).
+    """
+    await store.delete_sessions_of(user_id=user_id, session=None)
+    for list_id in await lists.delete_lists_of(user_id=user_id, now=now):
+        await todos.delete_todos_in_list(list_id=list_id)
+        await invitations.delete_invitations_of_list(list_id=list_id)
+
+    async def elsewhere(session: AsyncClientSession | None) -> None:
+        await lists.leave_all_lists(user_id=user_id, now=now, session=session)
+        await invitations.delete_invitations_of(user_id=user_id, email=email, session=session)
+
+    await store.in_transaction(elsewhere)
+
+    async def own_records(session: AsyncClientSession | None) -> None:
         await events.delete_tickets_of(owner_id=user_id, session=session)
         await todos.delete_idempotency_keys_of(user_id=user_id, session=session)
-        # The todos of the user's default list (its id is the user's), as tombstones.
-        await todos.delete_todos_in_list(list_id=user_id, session=session)
         await store.delete_user(user_id=user_id, session=session)
 
-    await store.in_transaction(steps)
+    await store.in_transaction(own_records)

@@ -7,11 +7,8 @@ from typing import Any
 import pytest
 from beanie import PydanticObjectId
 from httpx import AsyncClient, Response
-from pymongo.asynchronous.collection import AsyncCollection
 
-from service.accounts import service as account_service
 from service.accounts.models import Session, User
-from service.core.clock import utc_now
 from service.db import MongoDatabase, supports_transactions
 from service.events.models import EventTicket
 from service.todos.models import IdempotencyKey, Todo
@@ -330,33 +327,3 @@ async def test_transactions_are_detected_on_the_wire_tier_only(
     database: MongoDatabase, tier: str
 ) -> None:
     assert await supports_transactions(database) is (tier == "wire")
-
-
-@pytest.mark.wire_only
-async def test_account_deletion_runs_in_a_transaction_that_rolls_back(
-    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    account = await create_account(client)
-    headers = {**account.headers, "Idempotency-Key": "key-1"}
-    assert (await client.post("/api/todos", json={"text": "x"}, headers=headers)).status_code == 201
-    real_delete_many = AsyncCollection.delete_many
-
-    async def failing_on_users(self: AsyncCollection[Any], *args: Any, **kwargs: Any) -> Any:
-        # Everything else is deleted first, inside the transaction; then this fails.
-        assert kwargs.get("session") is not None, "deletion ran outside a transaction"
-        if self.name == "users":
-            raise RuntimeError("simulated failure before the last step")
-        return await real_delete_many(self, *args, **kwargs)
-
-    monkeypatch.setattr(AsyncCollection, "delete_many", failing_on_users)
-    user_id = PydanticObjectId(account.id)
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        await account_service.delete_everything_of(
-            user_id=user_id, email=account.email, now=utc_now()
-        )
-    monkeypatch.undo()
-    # Rolled back: what was deleted before the failure is all still there.
-    assert await Session.find({"user_id": user_id}).count() == 1
-    assert await IdempotencyKey.find({"owner_id": user_id}).count() == 1
-    assert await Todo.find({"list_id": user_id, "deleted_at": None}).count() == 1
-    assert (await client.get("/api/todos", headers=account.headers)).json()["items"]
