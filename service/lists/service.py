@@ -25,6 +25,8 @@ create_default_list = store.create_default_list
 # (or moved in), given back when one is deleted (or moved out).
 reserve_todo_slot = store.reserve_todo_slot
 release_todo_slots = store.release_todo_slots
+# Called by todos after writing a todo into a list that could be being deleted.
+list_is_live = store.list_is_live
 # Called by invitations when one is accepted.
 add_member = store.add_member
 

@@ -155,6 +155,13 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
     )
 
 
+@budgeted
+async def list_is_live(*, list_id: PydanticObjectId) -> bool:
+    """Whether the list exists and is not deleted (a todo just written there must go with it
+    otherwise: todos/service.py, _stay_in_live_list)."""
+    return await _lists().find_one({"_id": list_id, **LIVE}, {"_id": 1}) is not None
+
+
 # ---- reading lists ----
 
 
