@@ -165,6 +165,25 @@ async def test_creating_a_todo_makes_three_round_trips(recorded: Recorded) -> No
     ]
 
 
+async def test_creating_a_todo_in_another_list_makes_four_round_trips(
+    recorded: Recorded,
+) -> None:
+    user, _ = await _user_with_todos(recorded, 0)
+    other = await create_list(recorded.client, user, "other")
+    commands = await recorded.commands_of(
+        "POST", "/api/todos", json={"text": "new", "list_id": other["id"]}, headers=user.headers
+    )
+    assert commands == [
+        AUTH,
+        ("update", "lists"),
+        ("insert", "todos"),
+        # Whether the list is still live: deleted since its slot was taken, the todo must go
+        # with it (todos/service._stay_in_live_list). A default list is deleted only with its
+        # owner's account, so a create there skips this.
+        ("find", "lists"),
+    ]
+
+
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 @pytest.mark.parametrize("if_match", [False, True])
 async def test_updating_a_todo_makes_three_round_trips(
@@ -225,6 +244,9 @@ async def test_moving_a_todo(recorded: Recorded) -> None:
         ("find", "todos"),
         # The source's slot given back: both counts stay exact.
         ("update", "lists"),
+        # Whether the target is still live: deleted since its slot was taken, the todo must go
+        # with it (todos/service._stay_in_live_list; not for a move into the default list).
+        ("find", "lists"),
     ]
 
 
