@@ -165,6 +165,25 @@ async def test_creating_a_todo_makes_three_round_trips(recorded: Recorded) -> No
     ]
 
 
+async def test_creating_a_todo_in_another_list_makes_four_round_trips(
+    recorded: Recorded,
+) -> None:
+    user, _ = await _user_with_todos(recorded, 0)
+    other = await create_list(recorded.client, user, "other")
+    commands = await recorded.commands_of(
+        "POST", "/api/todos", json={"text": "new", "list_id": other["id"]}, headers=user.headers
+    )
+    assert commands == [
+        AUTH,
+        ("update", "lists"),
+        ("insert", "todos"),
+        # Whether the list is still live: deleted since its slot was taken, the todo must go
+        # with it (todos/service._stay_in_live_list). A default list is deleted only with its
+        # owner's account, so a create there skips this.
+        ("find", "lists"),
+    ]
+
+
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 @pytest.mark.parametrize("if_match", [False, True])
 async def test_updating_a_todo_makes_three_round_trips(
@@ -225,6 +244,9 @@ async def test_moving_a_todo(recorded: Recorded) -> None:
         ("find", "todos"),
         # The source's slot given back: both counts stay exact.
         ("update", "lists"),
+        # Whether the target is still live: deleted since its slot was taken, the todo must go
+        # with it (todos/service._stay_in_live_list; not for a move into the default list).
+        ("find", "lists"),
     ]
 
 
@@ -285,3 +307,73 @@ async def test_logging_in_with_an_outdated_hash_adds_the_upgrade_write(recorded:
     assert stored is not None
     assert ",p=1$" in stored["hashed_password"]
     assert await _log_in(recorded, user, DEFAULT_PASSWORD) == LOGIN
+
+
+async def test_sharing_a_list(recorded: Recorded) -> None:
+    """Each step of sharing a list, from creating it to deleting it, as the README states."""
+    alice, _ = await _user_with_todos(recorded, 0)
+    bob, _ = await _user_with_todos(recorded, 0)
+    calls = recorded.commands_of
+    created = await calls("POST", "/api/lists", json={"name": "Shared"}, headers=alice.headers)
+    assert created == [
+        AUTH,
+        ("update", "lists"),  # a slot of MAX_LISTS_PER_USER, on the owner's default list
+        ("insert", "lists"),
+        ("insert", "memberships"),  # the owner's
+    ]
+    list_id = (await recorded.client.get("/api/lists?limit=2", headers=alice.headers)).json()[
+        "items"
+    ][1]["id"]
+    url = f"/api/lists/{list_id}"
+    invite = {"email": bob.email, "role": "viewer"}
+    assert await calls("POST", f"{url}/invitations", json=invite, headers=alice.headers) == [
+        AUTH,
+        ("update", "throttle_counters"),  # MAX_INVITATIONS_PER_DAY, counted first
+        ("aggregate", "memberships"),  # is the email a member's already? (409)
+        ("update", "lists"),  # a slot of MAX_PENDING_INVITATIONS
+        ("update", "invitations"),  # the upsert on (list, email)
+    ]
+    assert await calls("GET", f"{url}/invitations", headers=alice.headers) == [
+        AUTH,
+        ("find", "invitations"),
+    ]
+    assert await calls("GET", "/api/invitations", headers=bob.headers) == [
+        AUTH,
+        ("aggregate", "invitations"),  # with each one's list and inviter, by $lookup
+    ]
+    invitation = (await recorded.client.get("/api/invitations", headers=bob.headers)).json()[0]
+    assert await calls(
+        "POST", f"/api/invitations/{invitation['id']}/accept", headers=bob.headers
+    ) == [
+        AUTH,
+        ("aggregate", "invitations"),  # addressed to the caller, unexpired, list live
+        ("delete", "invitations"),  # the claim: of parallel accepts, one deletes it
+        ("update", "lists"),  # a slot of MAX_LIST_MEMBERS (409 if full: the claim is undone)
+        ("update", "memberships"),  # an ended membership comes back, or else
+        ("insert", "memberships"),  # a new one (the unique key makes it one)
+        ("update", "lists"),  # the pending invitation's slot given back
+        ("aggregate", "lists"),  # the answer: the list with its owner's names
+    ]
+    assert await calls("GET", f"{url}/members", headers=bob.headers) == [
+        AUTH,
+        ("aggregate", "memberships"),  # with each member's user and the list's owner_id
+    ]
+    assert await calls("PATCH", url, json={"name": "Renamed"}, headers=alice.headers) == [
+        AUTH,
+        ("update", "lists"),  # owner, live and If-Match in the filter
+        ("aggregate", "lists"),  # the answer
+    ]
+    assert await calls("DELETE", f"{url}/members/{bob.id}", headers=bob.headers) == [
+        AUTH,
+        ("update", "memberships"),  # ended (removed_at), never the owner's
+        ("update", "lists"),  # member_count - 1, version + 1
+    ]
+    assert await calls("DELETE", url, headers=alice.headers) == [
+        AUTH,
+        ("update", "lists"),  # the tombstone decides (owner and If-Match in its filter)
+        ("update", "todos"),  # its todos, as tombstones
+        ("update", "memberships"),  # the members' memberships end
+        ("update", "memberships"),  # then the owner's
+        ("update", "lists"),  # the owner's list slot back
+        ("delete", "invitations"),  # its pending invitations
+    ]

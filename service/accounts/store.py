@@ -189,6 +189,17 @@ class Join:
     collection: str
     foreign_field: str
 
+    def lookup(self, into: str) -> dict[str, Any]:
+        """The $lookup stage that reads them (by the session's user_id) into `into`."""
+        return {
+            "$lookup": {
+                "from": self.collection,
+                "localField": "user_id",
+                "foreignField": self.foreign_field,
+                "as": into,
+            }
+        }
+
 
 @budgeted
 async def authenticate(
@@ -202,16 +213,7 @@ async def authenticate(
         {"$lookup": {"from": "users", "localField": "user_id", "foreignField": "_id", "as": "u"}},
     ]
     if join is not None:
-        pipeline.append(
-            {
-                "$lookup": {
-                    "from": join.collection,
-                    "localField": "user_id",
-                    "foreignField": join.foreign_field,
-                    "as": "j",
-                }
-            }
-        )
+        pipeline.append(join.lookup("j"))
     found = await Session.aggregate(pipeline).to_list(1)
     if not found or not found[0]["u"]:
         return None

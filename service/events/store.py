@@ -195,16 +195,7 @@ async def active_session(
     ]
     projection: dict[str, Any] = {"expires_at": 1, "u._id": 1}
     if join is not None:
-        pipeline.append(
-            {
-                "$lookup": {
-                    "from": join.collection,
-                    "localField": "user_id",
-                    "foreignField": join.foreign_field,
-                    "as": "j",
-                }
-            }
-        )
+        pipeline.append(join.lookup("j"))
         projection["j"] = 1
     pipeline.append({"$project": projection})
     cursor = await Session.get_pymongo_collection().aggregate(pipeline)

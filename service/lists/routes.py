@@ -112,13 +112,14 @@ async def read_list(
 @router.patch(
     "/lists/{list_id}",
     summary="Rename a list",
-    responses=error_responses(BadRequest, Forbidden, NotFound, PreconditionFailed),
+    responses=error_responses(BadRequest, Forbidden, NotFound, Conflict, PreconditionFailed),
 )
 async def rename_list(
     access: OwnedList, body: ListUpdate, versions: IfMatch, response: Response
 ) -> ListPublic:
     """Rename a list you own (its members: 403); with `If-Match`, only if the list is still
-    at that ETag (else 412, nothing changes)."""
+    at that ETag (else 412, nothing changes). 409 if it changed hands and came back while the
+    request ran (retry)."""
     renamed = await service.rename_list(
         caller=access.caller, list_id=access.list_id, name=body.name, versions=versions
     )

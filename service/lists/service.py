@@ -25,10 +25,13 @@ create_default_list = store.create_default_list
 # (or moved in), given back when one is deleted (or moved out).
 reserve_todo_slot = store.reserve_todo_slot
 release_todo_slots = store.release_todo_slots
+# Called by todos after writing a todo into a list that could be being deleted.
+list_is_live = store.list_is_live
 # Called by invitations when one is accepted.
 add_member = store.add_member
 
 LIST_CHANGED = "The list has changed since that ETag: read it again and retry"
+LIST_RACED = "The list changed hands while this request ran: read it again and retry"
 MEMBER_NOT_FOUND = "Member not found"
 DEFAULT_LIST_NOT_DELETED = "Your default list can't be deleted"
 DEFAULT_LIST_NOT_TRANSFERRED = "A default list can't be transferred"
@@ -72,20 +75,26 @@ async def rename_list(
         list_id=list_id, owner_id=caller.user_id, name=name, versions=versions, now=utc_now()
     )
     if not renamed:
-        await _why_not_owned(caller, list_id)
+        await _why_not_owned(caller, list_id, versions)
     return await read_list(caller=caller, list_id=list_id, role=Role.OWNER)
 
 
-async def _why_not_owned(caller: Caller, list_id: PydanticObjectId) -> NoReturn:
-    """Why a write conditional on the caller owning the live list (at some version) matched
-    nothing: 404 if it is gone, 403 if it changed hands since the request began, else 412."""
+async def _why_not_owned(
+    caller: Caller, list_id: PydanticObjectId, versions: list[int] | None
+) -> NoReturn:
+    """Why a write conditional on the caller owning the live list (at `versions`, if given)
+    matched nothing: 404 if it is gone, 403 if it changed hands since the request began, 412
+    if it is at another version; else it changed hands and came back while this request ran
+    (a transfer undone: its new owner left meanwhile), 409."""
     stored = await store.get_list_state(list_id=list_id)
     if stored is None or stored.get("deleted_at") is not None:
         raise NotFound(LIST_NOT_FOUND)
     if stored["owner_id"] != caller.user_id:
         # The session said owner: the list changed hands since (a transfer at the same time).
         raise Forbidden(NOT_OWNER)
-    raise PreconditionFailed(LIST_CHANGED)
+    if versions is not None and stored.get("version") not in versions:
+        raise PreconditionFailed(LIST_CHANGED)
+    raise Conflict(LIST_RACED)
 
 
 @budgeted
@@ -112,7 +121,7 @@ async def delete_list(
             and stored["owner_id"] == caller.user_id
         )
         if not interrupted:
-            await _why_not_owned(caller, list_id)
+            await _why_not_owned(caller, list_id, versions)
     await todos.delete_todos_in_list(list_id=list_id)
     await store.end_memberships_of_list(list_id=list_id, now=now, keep=caller.user_id)
     # Last, and once: the owner's slot comes back only with the membership that held it.
@@ -126,7 +135,35 @@ async def list_members(*, list_id: PydanticObjectId) -> list[MemberPublic]:
     members = await store.list_members(list_id=list_id)
     if not members:  # a list always has its owner: none means it was just deleted
         raise NotFound(LIST_NOT_FOUND)
-    return [MemberPublic.from_stored(member) for member in members]
+    return [MemberPublic.from_stored(member) for member in _one_owner(members)]
+
+
+def _one_owner(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The members with exactly one owner: the list's owner (its `owner_id`), first.
+
+    A transfer writes the list's owner, then the new owner's role, then the old owner's (no
+    transactions): in between, the stored roles show two owners (or the new one still as a
+    member). The list's owner_id is the one that decides (rename, delete, transfer check it),
+    so the roles shown follow it: the old owner is shown as the editor they are becoming.
+    While a transfer is undone (the new owner left meanwhile) the owner_id names nobody
+    listed: the stored roles, with their one owner, are shown as they are.
+    """
+    found = members[0].get("list") or []
+    owner_id = found[0].get("owner_id") if found else None
+    if not any(member["user_id"] == owner_id for member in members):
+        return members
+    shown = [
+        {
+            **member,
+            "role": Role.OWNER
+            if member["user_id"] == owner_id
+            else Role.EDITOR
+            if member["role"] == Role.OWNER
+            else member["role"],
+        }
+        for member in members
+    ]
+    return sorted(shown, key=lambda member: member["role"] != Role.OWNER)  # stable
 
 
 @budgeted
@@ -201,7 +238,7 @@ async def transfer_list(
         list_id=list_id, owner_id=caller.user_id, new_owner_id=user_id, now=now
     ):
         await store.release_list_slot(user_id=user_id)
-        await _why_not_owned(caller, list_id)
+        await _why_not_owned(caller, list_id, None)
     promoted = await store.set_role(
         list_id=list_id,
         user_id=user_id,

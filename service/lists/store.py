@@ -156,6 +156,13 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
     )
 
 
+@budgeted
+async def list_is_live(*, list_id: PydanticObjectId) -> bool:
+    """Whether the list exists and is not deleted (a todo just written there must go with it
+    otherwise: todos/service.py, _stay_in_live_list)."""
+    return await _lists().find_one({"_id": list_id, **LIVE}, {"_id": 1}) is not None
+
+
 # ---- reading lists ----
 
 
@@ -390,11 +397,27 @@ LIVE_MEMBER: dict[str, Any] = {"removed_at": None}
 @budgeted
 async def list_members(*, list_id: PydanticObjectId) -> list[StoredDocument]:
     """The list's live memberships with their users: the owner first, then by when they were
-    added. Bounded by MAX_LIST_MEMBERS."""
+    added; each with the list's `owner_id` (who owns it now, whatever the roles stored while a
+    transfer is under way: service.list_members). Bounded by MAX_LIST_MEMBERS."""
     rank = {"$addFields": {"rank": {"$cond": [{"$eq": ["$role", Role.OWNER.value]}, 0, 1]}}}
     order = {"$sort": {"rank": 1, "added_at": 1, "user_id": 1}}
+    owner = {
+        "$lookup": {
+            "from": TodoList.Settings.name,
+            "localField": "list_id",
+            "foreignField": "_id",
+            "as": "list",
+        }
+    }
     return await _aggregate(
-        _memberships(), _with_user({"list_id": list_id, **LIVE_MEMBER}, rank, order)
+        _memberships(),
+        _with_user(
+            {"list_id": list_id, **LIVE_MEMBER},
+            rank,
+            order,
+            owner,
+            {"$project": {"list.pending_invitations": 0}},
+        ),
     )
 
 

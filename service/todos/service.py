@@ -18,7 +18,7 @@ from service.core.budget import budgeted, unbudgeted
 from service.core.clock import utc_now
 from service.errors import Conflict, NotFound, PreconditionFailed, UnprocessableContent
 from service.lists import service as lists
-from service.lists.access import WRITE, Caller
+from service.lists.access import LIST_NOT_FOUND, WRITE, Caller
 from service.todos import idempotency, store
 from service.todos.models import IdempotencyKey, StoredTodo
 from service.todos.schemas import TodoPublic
@@ -87,9 +87,9 @@ async def _insert(
     (count-then-insert would let parallel creates all pass the check).
     """
     if not await lists.reserve_todo_slot(list_id=list_id, max_todos=max_todos):
-        raise Conflict(list_full(max_todos))
+        raise await _no_slot(list_id, max_todos)
     try:
-        return await store.insert_todo(
+        stored = await store.insert_todo(
             list_id=list_id, created_by=caller.user_id, fields=fields, todo_id=todo_id
         )
     except Exception:
@@ -98,6 +98,34 @@ async def _insert(
         with contextlib.suppress(PyMongoError):
             await lists.release_todo_slots(list_id=list_id, count=1)
         raise
+    await _stay_in_live_list(caller, list_id)
+    return stored
+
+
+async def _no_slot(list_id: PydanticObjectId, max_todos: int) -> NotFound | Conflict:
+    """Why a list gave no todo slot: it is full, or it was deleted since the request began
+    (the caller's memberships were read before): then it is a list that doesn't exist."""
+    if await lists.list_is_live(list_id=list_id):
+        return Conflict(list_full(max_todos))
+    return NotFound(LIST_NOT_FOUND)
+
+
+async def _stay_in_live_list(caller: Caller, list_id: PydanticObjectId) -> None:
+    """After a todo was written into `list_id` (created or moved there): NotFound, with every
+    live todo of the list deleted, if the list was deleted meanwhile.
+
+    The slot was taken while the list was live, but a deletion can tombstone the list and its
+    todos between the slot and the write: the todo would stay, live, in a deleted list. The
+    write is one operation and the list's deletion another (no transactions), so the check
+    comes after the write: if the list is still live now, its deletion's tombstoning of todos
+    is yet to come and will take this one too; if not, this request deletes them itself.
+    The caller's own default list is exempt (one round trip saved on the commonest create):
+    it is deleted only with their account, which ends this request's session too.
+    """
+    if list_id == caller.default_list_id or await lists.list_is_live(list_id=list_id):
+        return
+    await store.delete_todos_in_list(list_id=list_id)
+    raise NotFound(LIST_NOT_FOUND)
 
 
 # Unbudgeted as a whole: each database call in it is budgeted, but waiting for a concurrent
@@ -232,7 +260,7 @@ async def _move(
     move. Both lists' counts stay exact whatever runs in parallel."""
     source: PydanticObjectId = current["list_id"]
     if not await lists.reserve_todo_slot(list_id=target, max_todos=max_todos):
-        raise Conflict(list_full(max_todos))
+        raise await _no_slot(target, max_todos)
     try:
         moved, stored = await store.move_todo(
             todo_id=current["_id"],
@@ -252,6 +280,7 @@ async def _move(
         await writable_todo(caller=caller, todo_id=current["_id"], versions=versions)
         raise Conflict(TODO_RACED)
     await lists.release_todo_slots(list_id=source, count=1)
+    await _stay_in_live_list(caller, target)
     if stored is None:  # deleted (or moved again) right after the move
         raise NotFound(TODO_NOT_FOUND)
     return stored

@@ -179,3 +179,56 @@ async def test_a_member_who_leaves_during_a_transfer_gets_no_list(
     assert (await roles(shared))[shared.owner.id] == "owner"
     assert await owned_lists(shared.owner) == 2
     assert await owned_lists(shared.editor) == 1
+
+
+async def test_the_members_show_one_owner_at_every_step_of_a_transfer(
+    client: AsyncClient, shared: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A transfer writes the list's owner, then the new owner's role, then the old owner's:
+    # the members read between any two of these writes show one owner, the list's.
+    seen: list[list[tuple[str, str]]] = []
+
+    async def members() -> None:
+        response = await client.get(f"{shared.url}/members", headers=shared.viewer.headers)
+        assert response.status_code == 200, response.text
+        seen.append([(m["user"]["id"], m["role"]) for m in response.json()])
+
+    set_owner, set_role = store.set_owner, store.set_role
+
+    async def set_owner_then_read(**kwargs: Any) -> bool:
+        changed = await set_owner(**kwargs)
+        await members()
+        return changed
+
+    async def set_role_then_read(**kwargs: Any) -> bool:
+        changed = await set_role(**kwargs)
+        await members()
+        return changed
+
+    monkeypatch.setattr(store, "set_owner", set_owner_then_read)
+    monkeypatch.setattr(store, "set_role", set_role_then_read)
+    response = await transfer(client, shared, shared.viewer.id)
+    assert response.status_code == 200, response.text
+    new_order = [
+        (shared.viewer.id, "owner"),
+        (shared.owner.id, "editor"),
+        (shared.editor.id, "editor"),
+    ]
+    assert seen == [new_order] * 3
+
+
+async def test_a_transfer_that_meets_another_one_being_undone_is_409_not_412(
+    client: AsyncClient, shared: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The list was another member's for an instant (their transfer undone: they left
+    # meanwhile) as this transfer's conditional write ran: no If-Match was sent, so no 412.
+    async def list_elsewhere_for_an_instant(**kwargs: Any) -> bool:
+        return False
+
+    monkeypatch.setattr(store, "set_owner", list_elsewhere_for_an_instant)
+    response = await transfer(client, shared, shared.editor.id)
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "The list changed hands while this request ran: read it again and retry"
+    }
+    assert await owned_lists(shared.editor) == 1  # the slot taken for it given back

@@ -2,6 +2,7 @@
 moves and creates by several members: test_moves.py)."""
 
 import asyncio
+from typing import Any
 
 import pytest
 from beanie import PydanticObjectId
@@ -10,7 +11,10 @@ from httpx import AsyncClient
 from service.app import create_app
 from service.config import Settings
 from service.db import MongoDatabase
+from service.lists import service as lists_service
 from service.lists.models import TodoList
+from service.todos import store as todos_store
+from tests.todos.conftest import Team, delete_list, live_todos, todo_count
 from tests.utils import DEFAULT_PASSWORD, app_client, create_account, create_list, create_todo
 
 
@@ -95,3 +99,67 @@ async def test_50_parallel_signups_with_one_email_make_one_user(
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 49
     assert await database["users"].count_documents({"email": "race@example.com"}) == 1
+
+
+# A list deleted by its owner while a member's write into it is under way: the member's
+# memberships were read (and the list's slot taken) before the deletion, the write lands
+# after the deletion tombstoned the list's todos. Each test runs the owner's DELETE at that
+# very moment, from inside the member's request.
+
+
+async def test_a_todo_created_as_its_list_is_deleted_does_not_stay_in_it(
+    client: AsyncClient, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert_todo = todos_store.insert_todo
+
+    async def list_deleted_first(**kwargs: Any) -> Any:
+        await delete_list(client, team.owner, team.list_id)
+        return await insert_todo(**kwargs)
+
+    monkeypatch.setattr(todos_store, "insert_todo", list_deleted_first)
+    response = await client.post(
+        "/api/todos", json={"text": "late", "list_id": team.list_id}, headers=team.editor.headers
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": "List not found"}
+    assert await live_todos(team.list_id) == 0
+
+
+async def test_a_todo_moved_as_its_target_list_is_deleted_does_not_stay_in_it(
+    client: AsyncClient, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    todo = await create_todo(client, team.editor, "mine")
+    move_todo = todos_store.move_todo
+
+    async def list_deleted_first(**kwargs: Any) -> Any:
+        await delete_list(client, team.owner, team.list_id)
+        return await move_todo(**kwargs)
+
+    monkeypatch.setattr(todos_store, "move_todo", list_deleted_first)
+    response = await client.patch(
+        f"/api/todos/{todo['id']}", json={"list_id": team.list_id}, headers=team.editor.headers
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": "List not found"}
+    assert await live_todos(team.list_id) == 0
+    # It went with the list, as if it had moved just before the deletion; the editor's own
+    # list gave its slot back.
+    assert await live_todos(team.editor.id) == 0
+    assert await todo_count(team.editor.id) == 0
+
+
+async def test_creating_in_a_list_deleted_since_the_request_began_is_404_not_full(
+    client: AsyncClient, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reserve_todo_slot = lists_service.reserve_todo_slot
+
+    async def list_deleted_first(**kwargs: Any) -> bool:
+        await delete_list(client, team.owner, team.list_id)
+        return await reserve_todo_slot(**kwargs)
+
+    monkeypatch.setattr(lists_service, "reserve_todo_slot", list_deleted_first)
+    response = await client.post(
+        "/api/todos", json={"text": "late", "list_id": team.list_id}, headers=team.editor.headers
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": "List not found"}
