@@ -84,11 +84,6 @@ async def _list_changes(*, caller: Caller, query: ListQuery, settings: Settings)
         raise ValueError("not a sync query")
     since = as_utc(since)
     now = utc_now()
-    if since < now - timedelta(days=settings.tombstone_retention_days):
-        raise Gone(
-            f"updated_since is older than the {settings.tombstone_retention_days}-day tombstone "
-            "retention: removals may be missing, so do a full resync (list without it)"
-        )
     query_fingerprint = fingerprint(
         {"lists_of": str(caller.user_id), "updated_since": since.isoformat()}
     )
@@ -96,10 +91,17 @@ async def _list_changes(*, caller: Caller, query: ListQuery, settings: Settings)
     # interval, (since, watermark].
     watermark = max(now - timedelta(milliseconds=settings.sync_lag_ms), since)
     after = None
+    # A bad cursor is a 400 whatever `updated_since` is: the request is malformed before it is
+    # too old.
     if query.cursor is not None:
         key, extra = _decode(query.cursor, query_fingerprint)
         after = _changes_position(key)
         watermark = _watermark(extra)
+    if since < now - timedelta(days=settings.tombstone_retention_days):
+        raise Gone(
+            f"updated_since is older than the {settings.tombstone_retention_days}-day tombstone "
+            "retention: removals may be missing, so do a full resync (list without it)"
+        )
     changes = await _changes(caller, since, watermark)
     if after is not None:
         changes = [change for change in changes if change.key > after]

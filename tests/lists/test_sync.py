@@ -229,6 +229,18 @@ async def test_a_since_older_than_the_tombstones_is_410(
     assert "full resync" in response.json()["detail"]
 
 
+async def test_a_malformed_cursor_is_400_even_with_a_since_too_old(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    since = (datetime.now(UTC) - timedelta(days=31)).isoformat()
+    response = await client.get(
+        "/api/lists",
+        params={"updated_since": since, "cursor": "2.7e+16"},
+        headers=alice.headers,
+    )
+    assert response.status_code == 400, response.text
+
+
 async def test_a_cursor_of_another_query_is_400(client: AsyncClient, alice: UserAccount) -> None:
     since = await mark()
     for n in range(3):
