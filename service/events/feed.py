@@ -239,6 +239,7 @@ class ChangeFeed:
         max_streams_per_user: int = 5,
     ) -> None:
         self._collection: AsyncCollection[dict[str, Any]] | None = None
+        self._stopping = False
         self._database: AsyncDatabase[dict[str, Any]] | None = None
         self._watched = _Watched()
         self._queue_size = queue_size
@@ -280,6 +281,7 @@ class ChangeFeed:
         """Watch the todos `collection`, and in one more stream `sessions` (revocations),
         `memberships` and `lists` (who reads what), those given, all in its database; if the
         server can't (a standalone server has no change streams), the feed stays unavailable."""
+        self._stopping = False
         self._collection = collection
         self._database = collection.database
         self._watched = _Watched(
@@ -314,6 +316,11 @@ class ChangeFeed:
         Every task is cancelled until it has really ended (see _cancel_until_done), and the
         database calls share one deadline: nothing here waits for long, database down or not.
         """
+        # The loops end by themselves at their next turn too: a cancellation pymongo loses (see
+        # _cancel_until_done) can be lost again and again when the canceller's polling falls
+        # in step with the driver's own waits, which is how a shutdown with the database down
+        # once hung until the test timeout.
+        self._stopping = True
         self.close_subscribers()
         try:
             await _cancel_until_done(self._tasks)
@@ -498,7 +505,7 @@ class ChangeFeed:
         )
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if self._stream is None:
                     self._stream = await self._open()
@@ -592,7 +599,7 @@ class ChangeFeed:
     async def _watch_control(self) -> None:
         """Apply each membership, list and session change to the open streams, whichever
         worker it was made on; resumes where it was after a failure."""
-        while True:
+        while not self._stopping:
             try:
                 if self._control_stream is None:
                     self._control_stream = await self._open_control()
@@ -733,7 +740,7 @@ class ChangeFeed:
 
     async def _renew_leases(self) -> None:
         """Keep the stream slots of this worker's subscribers leased while they run."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(LEASE_RENEWAL_SECONDS)
             if not self._by_user:
                 continue

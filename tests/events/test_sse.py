@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from beanie import PydanticObjectId
+from pymongo.errors import AutoReconnect
 from starlette.requests import ClientDisconnect
 
 from service.core.clock import utc_now
 from service.events import changes
+from service.events import feed as feed_module
 from service.events.changes import Change
 from service.events.feed import ChangeFeed, _cancel_until_done
 from service.events.service import OpenStream
@@ -120,6 +122,37 @@ async def test_a_stop_cancelled_midway_still_ends_every_task() -> None:
     await asyncio.wait({stopping}, timeout=5)
     assert stopping.cancelled()  # the caller's cancellation is not swallowed...
     assert all(event.is_set() for event in ended)  # ...and nothing was left running
+
+
+class _LosesEveryCancellation:
+    """A change stream on a dead database whose driver loses every cancellation: each wait
+    ends in a failure, as pymongo's does when a cancellation arrives just as its wait_for
+    times out."""
+
+    alive = True
+    resume_token = None
+
+    async def try_next(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        raise AutoReconnect("connection refused")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_feed_loop_that_loses_every_cancellation_still_ends_when_the_feed_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(feed_module, "RETRY_DELAY", 0)
+    feed = ChangeFeed()
+    feed._stream = _LosesEveryCancellation()  # type: ignore[assignment]  # a stand-in stream
+    task = asyncio.create_task(feed._run())
+    await asyncio.sleep(0)
+    monkeypatch.setattr(feed, "_open", _LosesEveryCancellation().try_next)
+    feed._tasks = [task]
+    await asyncio.wait_for(feed.stop(), 5)
+    assert task.done()
 
 
 async def test_a_response_that_never_starts_still_releases_its_stream() -> None:
