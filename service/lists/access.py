@@ -5,7 +5,7 @@ their session (one round trip, lists/deps.get_caller); a list the caller has no 
 of is, to them, a list that doesn't exist (404, the same body).
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,23 @@ class Removal:
     at: datetime
 
 
+def split_memberships(
+    memberships: Iterable[Mapping[str, Any]],
+) -> tuple[dict[PydanticObjectId, Role], dict[PydanticObjectId, Removal]]:
+    """A user's memberships as stored (read with their session through lists.deps.MEMBERSHIPS):
+    their role in each list they can read (a live membership), and the ones that ended."""
+    roles: dict[PydanticObjectId, Role] = {}
+    removals: dict[PydanticObjectId, Removal] = {}
+    for membership in memberships:
+        list_id = PydanticObjectId(membership["list_id"])
+        role = Role(membership["role"])
+        if membership.get("removed_at") is None:
+            roles[list_id] = role
+        else:
+            removals[list_id] = Removal(list_id, role, membership["removed_at"])
+    return roles, removals
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The authenticated user, their session, and their role in each list they can read."""
@@ -53,15 +70,7 @@ class Caller:
 
     @classmethod
     def of(cls, user: User, session_id: str, memberships: list[dict[str, Any]]) -> "Caller":
-        roles: dict[PydanticObjectId, Role] = {}
-        removals: dict[PydanticObjectId, Removal] = {}
-        for membership in memberships:
-            list_id = PydanticObjectId(membership["list_id"])
-            role = Role(membership["role"])
-            if membership.get("removed_at") is None:
-                roles[list_id] = role
-            else:
-                removals[list_id] = Removal(list_id, role, membership["removed_at"])
+        roles, removals = split_memberships(memberships)
         return cls(user, session_id, roles, removals, tuple(memberships))
 
     @property

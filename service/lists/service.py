@@ -14,7 +14,7 @@ from service.core.budget import budgeted
 from service.core.clock import utc_now
 from service.errors import Conflict, Forbidden, NotFound, PreconditionFailed
 from service.lists import store
-from service.lists.access import ADMIN, LIST_NOT_FOUND, Caller
+from service.lists.access import ADMIN, LIST_NOT_FOUND, Caller, split_memberships
 from service.lists.models import Role
 from service.lists.schemas import ListPublic, MemberPublic, MemberRole
 from service.todos import service as todos
@@ -272,12 +272,9 @@ has_member_with_email = store.has_member_with_email
 
 def readable_lists(memberships: Iterable[Mapping[str, Any]]) -> set[PydanticObjectId]:
     """The lists that a user's memberships (as stored: read with their session through
-    lists.deps.MEMBERSHIPS) let them read: the live ones."""
-    return {
-        PydanticObjectId(membership["list_id"])
-        for membership in memberships
-        if membership.get("removed_at") is None
-    }
+    lists.deps.MEMBERSHIPS) let them read: the live ones, by the one rule Caller uses."""
+    roles, _ = split_memberships(memberships)
+    return set(roles)
 
 
 # The list, user and role of a membership by its id (the feed, when a membership changes).
