@@ -128,6 +128,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def request_lines(
+    readers: list[seed.Account], writers: list[seed.Account]
+) -> dict[str, list[RequestLine]]:
+    """The prepared requests of scenarios 1-6 (keys as in SCENARIOS), rotating over users."""
+
+    def bearer(account: seed.Account) -> str:
+        return f"Bearer {account.token}"
+
+    json_type = "application/json"
+    patches = [
+        RequestLine(
+            "PATCH",
+            f"/api/todos/{todo_id}",
+            bearer(reader),
+            json_type,
+            json.dumps({"completed": n % 2 == 0}),
+        )
+        for reader in readers
+        for n, todo_id in enumerate(reader.todo_ids[:10])
+    ]
+    logins = [
+        RequestLine(
+            "POST",
+            "/api/token",
+            None,
+            "application/x-www-form-urlencoded",
+            urllib.parse.urlencode({"username": reader.email, "password": seed.PASSWORD}),
+        )
+        for reader in readers
+    ]
+    return {
+        "1": [RequestLine("GET", "/api/health")],
+        "2": [RequestLine("GET", "/api/me", bearer(r)) for r in readers],
+        "3": [RequestLine("GET", "/api/todos?limit=20", bearer(r)) for r in readers],
+        "3m": [RequestLine("GET", "/api/mytodos?limit=20", bearer(r)) for r in readers],
+        "4": [
+            RequestLine("POST", "/api/todos", bearer(w), json_type, '{"text": "bench: new"}')
+            for w in writers
+        ],
+        "5": patches,
+        "6": logins,
+    }
+
+
 class Deadline:
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
@@ -140,11 +184,23 @@ class Deadline:
 class Service:
     """`python -m service serve` in its own process group, with a health-checked start."""
 
-    def __init__(self, *, workers: int, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        env: dict[str, str],
+        log_path: Path,
+        command: list[str] | None = None,
+        health_path: str = "/api/health",
+    ) -> None:
+        """command: another server to run the same way (bench/compare.py's bare app and
+        tutorial stack), with `{port}` in it replaced by the port; default the service."""
         self.workers = workers
         self.port = free_port()
         self.env = env
         self.log_path = log_path
+        self.command = command
+        self.health_path = health_path
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -158,8 +214,11 @@ class Service:
         return self.process.pid
 
     def start(self, timeout: float = 90.0) -> None:
-        command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        if self.command is not None:
+            command = [part.replace("{port}", str(self.port)) for part in self.command]
+        else:
+            command = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1"]
+            command += ["--port", str(self.port), "--workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
@@ -176,7 +235,7 @@ class Service:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the service exited during startup; see {self.log_path}")
             try:
-                with urllib.request.urlopen(f"{self.base_url}/api/health", timeout=2) as r:  # noqa: S310 -- loopback
+                with urllib.request.urlopen(self.base_url + self.health_path, timeout=2) as r:  # noqa: S310 -- loopback
                     if r.status == 200 and self._workers_up():
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -217,8 +276,14 @@ class Bench:
     """One run: the database, the seeded data and every measurement taken."""
 
     def __init__(
-        self, args: argparse.Namespace, db: Database[dict[str, Any]], db_pid: int | None, tmp: Path
+        self,
+        args: argparse.Namespace,
+        db: Database[dict[str, Any]] | None,
+        db_pid: int | None,
+        tmp: Path,
     ) -> None:
+        """db None: a server without a MongoDB database (bench/compare.py's bare app and
+        tutorial stack); request files are then set in `files` by the caller."""
         self.args = args
         self.db = db
         self.db_pid = db_pid
@@ -228,6 +293,7 @@ class Bench:
         self.seeding: dict[str, Any] = {}
         self.memory: list[dict[str, Any]] = []
         self.template: dict[str, Any] = {}
+        self.label = ""  # put before each measurement's log line (bench/compare.py's server)
 
     def service_env(self, secret_key: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -254,6 +320,7 @@ class Bench:
 
     def seed_data(self, service: Service, deadline: Deadline) -> None:
         args = self.args
+        assert self.db is not None
         started = time.monotonic()
         login_deadline = min(deadline.end, time.monotonic() + 300)
         readers = seed.create_users(
@@ -275,44 +342,7 @@ class Bench:
         self.write_request_files(readers, writers)
 
     def write_request_files(self, readers: list[seed.Account], writers: list[seed.Account]) -> None:
-        def bearer(account: seed.Account) -> str:
-            return f"Bearer {account.token}"
-
-        json_type = "application/json"
-        patches = [
-            RequestLine(
-                "PATCH",
-                f"/api/todos/{todo_id}",
-                bearer(reader),
-                json_type,
-                json.dumps({"completed": n % 2 == 0}),
-            )
-            for reader in readers
-            for n, todo_id in enumerate(reader.todo_ids[:10])
-        ]
-        logins = [
-            RequestLine(
-                "POST",
-                "/api/token",
-                None,
-                "application/x-www-form-urlencoded",
-                urllib.parse.urlencode({"username": reader.email, "password": seed.PASSWORD}),
-            )
-            for reader in readers
-        ]
-        per_scenario: dict[str, list[RequestLine]] = {
-            "1": [RequestLine("GET", "/api/health")],
-            "2": [RequestLine("GET", "/api/me", bearer(r)) for r in readers],
-            "3": [RequestLine("GET", "/api/todos?limit=20", bearer(r)) for r in readers],
-            "3m": [RequestLine("GET", "/api/mytodos?limit=20", bearer(r)) for r in readers],
-            "4": [
-                RequestLine("POST", "/api/todos", bearer(w), json_type, '{"text": "bench: new"}')
-                for w in writers
-            ],
-            "5": patches,
-            "6": logins,
-        }
-        for key, lines in per_scenario.items():
+        for key, lines in request_lines(readers, writers).items():
             self.files[key] = wrk.write_requests(self.tmp / f"scenario-{key}.tsv", lines)
 
     # Measuring -----------------------------------------------------------------------------
@@ -445,13 +475,16 @@ class Bench:
             "service_cpu_per_request_ms": per_request(cpu),
             "db_cpu_s": None if db is None else round(db, 2),
             "db_cpu_per_request_ms": per_request(db),
-            "todos_in_collection": self.db.todos.estimated_document_count(),
+            "todos_in_collection": None
+            if self.db is None
+            else self.db.todos.estimated_document_count(),
             **service.rss(),
             "loadavg": procstat.loadavg(),
         }
         logger.info(
-            "%-5s w%d scenario %-2s c=%-3d %8.1f req/s p50 %7.2f ms p99 %8.2f ms "
+            "%s%-5s w%d scenario %-2s c=%-3d %8.1f req/s p50 %7.2f ms p99 %8.2f ms "
             "cpu/req %s ms errors %d",
+            self.label,
             phase,
             service.workers,
             scenario,
@@ -519,6 +552,7 @@ class Bench:
                 logger.info("filling: %d todos", count)
                 last_log[0] = time.monotonic()
 
+        assert self.db is not None
         fill = seed.fill_collection(
             self.db,
             self.template,
@@ -566,15 +600,15 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _git_commit() -> str:
+def _git_commit(root: Path = ROOT) -> str:
     """The commit measured ("+dirty service/" if service/ has local changes), if git knows."""
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "service"],
-            cwd=ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
         )

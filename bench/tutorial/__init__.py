@@ -1,0 +1,1 @@
+"""The stack this service grew from, for bench/compare.py: see app.py."""
