@@ -428,7 +428,9 @@ def run(args: argparse.Namespace) -> Path:
             records = comparison.measure_rounds()
             comparison.stop_all()
             page_sizes = run_page_sizes(args)
-        except (KeyboardInterrupt, TimeoutError) as exc:
+        except (KeyboardInterrupt, TimeoutError, RuntimeError) as exc:
+            # RuntimeError: a server that did not start or refused its seeding (SeedError), wrk
+            # failing (WrkError): what was measured until then is still written.
             stopped_by = f"{type(exc).__name__}: {exc}".rstrip(": ")
             logger.error("stopped early (%s); writing what was measured", stopped_by)
             records = [

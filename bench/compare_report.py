@@ -387,6 +387,7 @@ def plot(run: Compare, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     ops = list(run.doc["ops"])
     figure, axes = plt.subplots(1, 3, figsize=(17, 5.5))
@@ -456,6 +457,10 @@ def plot(run: Compare, path: Path) -> None:
     axis.set_title("req/s ratios, one point per round")
 
     for axis in axes:
+        if axis.get_yscale() == "log":
+            axis.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            axis.yaxis.set_minor_formatter(ticker.NullFormatter())
         axis.set_xticks(list(positions), ops)
         axis.grid(axis="y", alpha=0.3)
         axis.legend(fontsize=8)
