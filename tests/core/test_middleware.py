@@ -389,7 +389,11 @@ async def test_cors_preflight_and_checks_behind_it(
     assert preflight.status_code == 200
     assert_marked(preflight, "pre-1")
     assert preflight.headers["access-control-allow-origin"] == "https://app.example"
-    (line,) = [r for r in caplog.records if r.name == "service.access"]
+    (line,) = [
+        r
+        for r in caplog.records
+        if r.name == "service.access" and r.request_id == "pre-1"  # type: ignore[attr-defined]
+    ]
     assert (line.status, line.route) == (200, "<unmatched>")  # type: ignore[attr-defined]
     assert refused.status_code == 405
     assert_marked(refused, "m-1")
