@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -58,6 +59,28 @@ async def wait_until_reachable(settings: Settings) -> None:
         await client.close()
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `serve` runs uvicorn, beyond the app, address and workers (bench/floor.py runs the
+    bare FastAPI app it compares us with under the same options)."""
+    return {
+        "log_level": settings.log_level.lower(),
+        # Logging is set up by configure_logging (JSON); the request middleware logs each
+        # request, so uvicorn's access log would be a second, plainer copy.
+        "log_config": None,
+        "access_log": False,
+        # On SIGTERM: stop accepting, let in-flight requests finish, then cancel what is still
+        # running (long-lived streams) after this grace period, then the lifespan closes the
+        # database client.
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        # The service decides client addresses itself; uvicorn would otherwise trust
+        # X-Forwarded-For from 127.0.0.1.
+        "proxy_headers": False,
+        "server_header": False,
+        # Request heads bounded in size (431 past 16 KiB) and time (HEADER_TIMEOUT_SECONDS).
+        "http": HTTP_PROTOCOL,
+    }
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run uvicorn; without MONGODB_URL, first start the embedded database and stop it after."""
     embedded: EmbeddedDatabase | None = None
@@ -82,21 +105,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             host=host,
             port=port,
             workers=workers,
-            log_level=settings.log_level.lower(),
-            # Logging is set up by configure_logging (JSON); the request middleware logs
-            # each request, so uvicorn's access log would be a second, plainer copy.
-            log_config=None,
-            access_log=False,
-            # On SIGTERM: stop accepting, let in-flight requests finish, then cancel what is
-            # still running (long-lived streams) after this grace period, then the lifespan
-            # closes the database client.
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-            # The service decides client addresses itself; uvicorn would otherwise trust
-            # X-Forwarded-For from 127.0.0.1.
-            proxy_headers=False,
-            server_header=False,
-            # Request heads bounded in size (431 past 16 KiB) and time (HEADER_TIMEOUT_SECONDS).
-            http=HTTP_PROTOCOL,
+            **uvicorn_options(settings),
         )
     finally:
         if embedded is not None:

@@ -1,7 +1,8 @@
 """The application factory and its lifespan."""
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypedDict
@@ -10,6 +11,7 @@ import pymongo
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from service.accounts import store as account_store
 from service.accounts.models import Session
@@ -20,15 +22,7 @@ from service.config import Settings
 from service.core.client_ip import IPNetwork
 from service.core.clock import Clock, utc_now
 from service.core.metrics import metrics_endpoint
-from service.core.middleware import (
-    BodyLimitMiddleware,
-    ContentTypeMiddleware,
-    DatabaseBudgetMiddleware,
-    MethodNotAllowedMiddleware,
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
-    method_not_allowed,
-)
+from service.core.middleware import RequestMiddleware, method_not_allowed
 from service.core.routes_table import route_bodies, route_methods, route_templates
 from service.core.schemas import ErrorDetail
 from service.db import MongoDatabase, create_client, init_db, wait_for_database
@@ -191,23 +185,27 @@ def create_app(
     _document_operational_errors(app)
     if settings.metrics_on:
         app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    # add_middleware wraps the app built so far: the last added runs first.
-    budget_seconds = settings.request_db_budget_ms / 1000
-    app.add_middleware(DatabaseBudgetMiddleware, budget_seconds=budget_seconds)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ContentTypeMiddleware, routes=route_bodies(app))
-    # Inside CORS, which answers preflight OPTIONS itself; a 405 comes before a 415.
-    app.add_middleware(MethodNotAllowedMiddleware, routes=route_methods(app))
+    cors: Callable[[ASGIApp], ASGIApp] | None = None
     if settings.cors_origins:
-        app.add_middleware(
+        cors = functools.partial(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["Location", "X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(RequestContextMiddleware, templates=route_templates(app))
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        RequestMiddleware,
+        methods=route_methods(app),
+        bodies=route_bodies(app),
+        templates=route_templates(app),
+        max_body_bytes=settings.max_body_bytes,
+        budget_seconds=settings.request_db_budget_ms / 1000,
+        metrics_on=settings.metrics_on,
+        # Inside the request id and security headers, which its preflight answers get too,
+        # and outside the 405 (a preflight is an OPTIONS no route serves) and the 415.
+        wrap_checks=cors,
+    )
     return app
 
 

@@ -5,18 +5,18 @@ and the time it took is taken off the request's budget. A dead database mid-requ
 costs at most one budget in all, not one timeout per call. Time spent on other work (hashing
 a password, say) does not count, so a queue of signups can't run a request out of budget.
 
-The budget is set for every HTTP request by `DatabaseBudgetMiddleware`. A store function that
-waits on something other than the database (an idempotent create waiting for the first request
-with its key) is marked `@unbudgeted` and runs with the client's own timeouts only; a test
-checks that every public store function is one or the other. The change feed's own tasks start
-in an empty context, so no request's budget reaches them.
+The budget is set for every HTTP request by the request middleware (core/middleware.py). A
+store function that waits on something other than the database (an idempotent create waiting
+for the first request with its key) is marked `@unbudgeted` and runs with the client's own
+timeouts only; a test checks that every public store function is one or the other. The change
+feed's own tasks start in an empty context, so no request's budget reaches them.
 """
 
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import ParamSpec, TypeVar
 
 import pymongo
@@ -59,6 +59,21 @@ def request_budget(seconds: float) -> Iterator[RequestBudget]:
         yield budget
     finally:
         _budget.reset(token)
+
+
+def current_budget() -> RequestBudget | None:
+    """The budget of the request being handled, if any."""
+    return _budget.get()
+
+
+def start_request_budget(seconds: float) -> Token[RequestBudget | None]:
+    """`request_budget` without the context manager, for the request middleware's hot path:
+    the budget holds until `end_request_budget(token)`."""
+    return _budget.set(RequestBudget(seconds))
+
+
+def end_request_budget(token: Token[RequestBudget | None]) -> None:
+    _budget.reset(token)
 
 
 def budgeted(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

@@ -36,10 +36,27 @@ DB_UNAVAILABLE = Counter(
 )
 
 
+# (method, route, status) -> its counter and histogram children: `labels()` checks and locks
+# on every call. The same children prometheus-client keeps; bounded in case of odd methods.
+_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+MAX_CACHED_CHILDREN = 4096
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request."""
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route, str(status)).observe(seconds)
+    key = (method, route, status)
+    children = _children.get(key)
+    if children is None:
+        if len(_children) >= MAX_CACHED_CHILDREN:
+            _children.clear()
+        status_text = str(status)
+        children = (
+            REQUESTS.labels(method, route, status_text),
+            LATENCY.labels(method, route, status_text),
+        )
+        _children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def _registry() -> CollectorRegistry:

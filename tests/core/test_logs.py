@@ -5,6 +5,7 @@ import json
 import logging
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,23 @@ async def test_a_served_request_is_logged_once_without_its_query_string(
         assert [line["logger"] for line in mine] == ["service.access"], mine
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
     assert marker not in text
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        1764600000.0,
+        1764600000.0004,
+        1764600000.9995,
+        1764600000.9999996,  # rounds up to the next second, as datetime does
+        1746182376.8,  # 0.8 is 0.7999... as a float: still .800
+        1764600059.9999999,
+    ],
+)
+def test_the_time_is_iso_8601_utc_to_the_millisecond(created: float) -> None:
+    formatter = JsonFormatter()
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    for moment in (created - 1, created, created):  # also from the per-second cache
+        record.created = moment
+        expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(record))["time"] == expected

@@ -1,5 +1,7 @@
 """HTTP hygiene: security headers, request ids, body limits, CORS, docs and metrics switches."""
 
+import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,7 +11,8 @@ from starlette.types import Message
 
 from service.app import create_app
 from service.config import Environment, Settings
-from service.core.middleware import BodyLimitMiddleware
+from service.core.budget import current_budget
+from service.core.middleware import RequestMiddleware
 from service.db import MongoDatabase
 from tests.utils import app_client, create_account, create_todo, sign_up
 
@@ -142,7 +145,7 @@ async def test_lying_content_length_does_not_get_past_the_limit() -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"10")]}
-    await BodyLimitMiddleware(app, max_bytes=SMALL_LIMIT)(scope, receive, send)
+    await RequestMiddleware(app, max_body_bytes=SMALL_LIMIT)(scope, receive, send)
     assert sent[0]["status"] == 413
     assert sum(map(len, seen)) <= SMALL_LIMIT
 
@@ -265,3 +268,141 @@ async def test_openapi_declares_413_and_503_where_they_can_happen(
     assert "503" in paths["/api/me"]["get"]["responses"]
     assert "503" not in paths["/api/health"]["get"]["responses"]
     assert paths["/api/ready"]["get"]["responses"]["503"]["content"]
+
+
+SECURITY = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+
+
+def assert_marked(response: Any, request_id: str) -> None:
+    """The request id and the security headers, each exactly once."""
+    assert response.headers.get_list("X-Request-ID") == [request_id]
+    for name, value in SECURITY.items():
+        assert response.headers.get_list(name) == [value], name
+
+
+async def test_every_early_answer_carries_the_request_id_and_security_headers(
+    small_client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """405, 415, form 422 and 413 are answered before the app runs, in the same one pass."""
+    answers = {
+        "r-405": ("PUT", "/api/health", {}, b"", 405),
+        "r-415": ("POST", "/api/todos", {"Content-Type": "text/plain"}, b"{}", 415),
+        "r-422": ("POST", "/api/token", {"Content-Type": "application/json"}, b"{}", 422),
+        "r-413": (
+            "POST",
+            "/api/users",
+            {"Content-Type": "application/json"},
+            _signup_body(SMALL_LIMIT),
+            413,
+        ),
+        "r-404": ("GET", "/api/nowhere", {}, b"", 404),
+    }
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        for request_id, (method, path, headers, body, status) in answers.items():
+            response = await small_client.request(
+                method, path, content=body, headers={**headers, "X-Request-ID": request_id}
+            )
+            assert response.status_code == status, (request_id, response.text)
+            assert_marked(response, request_id)
+            assert response.headers["Cache-Control"] == "no-store"
+    logged = {
+        record.request_id: record.status  # type: ignore[attr-defined]  # via extra=
+        for record in caplog.records
+        if record.name == "service.access"
+    }
+    assert logged == {request_id: answer[-1] for request_id, answer in answers.items()}
+
+
+async def test_a_raw_apps_own_headers_are_kept_and_its_request_id_replaced() -> None:
+    """A route's own Cache-Control stays; an X-Request-ID it sets is replaced in place (once);
+    the header list the app sent is not changed (a response may be sent again)."""
+    own = [
+        (b"cache-control", b"max-age=60"),
+        (b"x-request-id", b"from-the-app"),
+        (b"x-other", b"1"),
+        (b"x-request-id", b"again"),
+    ]
+    original = list(own)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": own})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"x-request-id", b"id-1")]}
+    await RequestMiddleware(app, max_body_bytes=SMALL_LIMIT)(scope, receive, send)
+    assert sent[0]["headers"] == [
+        (b"cache-control", b"max-age=60"),
+        (b"x-request-id", b"id-1"),
+        (b"x-other", b"1"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+    assert own == original
+
+
+async def test_the_request_runs_on_its_database_budget(
+    settings: Settings, database: MongoDatabase
+) -> None:
+    app = create_app(with_settings(settings, request_db_budget_ms=1500), database=database)
+    seen: list[float | None] = []
+
+    async def probe() -> None:
+        budget = current_budget()
+        seen.append(None if budget is None else budget.remaining)
+
+    app.add_api_route("/api/probe", probe)
+    async with app_client(app) as client:
+        assert (await client.get("/api/probe")).status_code == 200
+    assert seen == [1.5]
+    assert current_budget() is None  # not left behind
+
+
+async def test_cors_preflight_and_checks_behind_it(
+    settings: Settings, database: MongoDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CORS answers the preflight (an OPTIONS no route serves: no 405) with the request id
+    and security headers; a cross-origin 405 and 415 still get its allow-origin header."""
+    changed = with_settings(settings, cors_origins=["https://app.example"])
+    origin = {"Origin": "https://app.example"}
+    async with app_client(create_app(changed, database=database)) as client:
+        with caplog.at_level(logging.INFO, logger="service.access"):
+            preflight = await client.options(
+                "/api/todos",
+                headers={
+                    **origin,
+                    "Access-Control-Request-Method": "POST",
+                    "X-Request-ID": "pre-1",
+                },
+            )
+        refused = await client.put("/api/health", headers={**origin, "X-Request-ID": "m-1"})
+        wrong_type = await client.post(
+            "/api/todos", content=b"{}", headers={**origin, "Content-Type": "text/plain"}
+        )
+    assert preflight.status_code == 200
+    assert_marked(preflight, "pre-1")
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    (line,) = [
+        r
+        for r in caplog.records
+        if r.name == "service.access" and r.request_id == "pre-1"  # type: ignore[attr-defined]
+    ]
+    assert (line.status, line.route) == (200, "<unmatched>")  # type: ignore[attr-defined]
+    assert refused.status_code == 405
+    assert_marked(refused, "m-1")
+    assert refused.headers["access-control-allow-origin"] == "https://app.example"
+    assert wrong_type.status_code == 415
+    assert wrong_type.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_generated_request_ids_are_hex_and_unique(client: AsyncClient) -> None:
+    ids = {(await client.get("/api/health")).headers["X-Request-ID"] for _ in range(20)}
+    assert len(ids) == 20
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
