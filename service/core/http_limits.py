@@ -47,6 +47,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True  # the next bytes belong to a request head
         self._head_bytes = 0
         self._heads_completed = 0
+        # When the head being read got its first byte (or the connection opened); None between
+        # requests. One timer per connection checks it: re-arming a timer for every request
+        # cost ~10 % of a request's CPU at the floor (bench/floor.py).
+        self._head_started: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn's own signature
@@ -61,7 +65,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self._reading_head:
             super().data_received(data)
             return
-        self._arm_head_timer()
+        if self._head_started is None:
+            self._arm_head_timer()
         room = self.max_head_bytes - self._head_bytes
         if len(data) <= room:
             self._head_bytes += len(data)
@@ -82,7 +87,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._heads_completed += 1
-        self._cancel_head_timer()
+        self._head_started = None  # the timer, if armed, finds nothing to time
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -93,6 +98,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     def _arm_head_timer(self) -> None:
+        """Time the head starting now; a timer already armed fires before its deadline (it was
+        armed for an earlier head) and re-arms for this one."""
+        self._head_started = self.loop.time()
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
@@ -103,7 +111,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._reading_head and not self.transport.is_closing():
+        if self._head_started is None or not self._reading_head:
+            return  # between requests: armed again by the next head's first byte
+        deadline = self._head_started + self.head_timeout
+        if self.loop.time() < deadline:
+            self._head_timer = self.loop.call_at(deadline, self._head_timed_out)
+            return
+        if not self.transport.is_closing():
             logger.warning(
                 "request head not complete within HEADER_TIMEOUT_SECONDS=%s: connection closed",
                 self.head_timeout,

@@ -105,6 +105,30 @@ async def test_a_head_that_does_not_arrive_in_time_is_dropped(
         writer.close()
 
 
+async def test_a_keep_alive_connection_busy_for_longer_than_the_timeout_is_kept(
+    wire_url: str, tmp_path: Path
+) -> None:
+    """Each head is timed on its own: a connection whose requests keep coming for 3 timeouts
+    stays open (the one timer per connection re-arms for the head being read)."""
+    async with live_server(wire_url, tmp_path, HEADER_TIMEOUT_SECONDS="1") as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        try:
+            loop = asyncio.get_running_loop()
+            started, answered = loop.time(), 0
+            while loop.time() - started < 3:
+                writer.write(head(0))
+                answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert answer.startswith(b"HTTP/1.1 200"), answer
+                length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                answered += 1
+                await asyncio.sleep(0.3)  # idle between requests: not a head being read
+            assert answered >= 8
+            assert not reader.at_eof()
+        finally:
+            writer.close()
+
+
 async def _oversized(port: int) -> bytes:
     """Keep sending one endless header until the server stops listening; what it answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
