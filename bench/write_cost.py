@@ -1,0 +1,221 @@
+"""SecantusDB's CPU per todo write, with and without the change feed watching.
+
+Each mode starts its own in-memory SecantusDB (`secantusd-py`), then times N inserts (and N
+updates of those todos) sent with pymongo, reading utime+stime of the server process from
+/proc/<pid>/stat around them: the database's CPU per write, nothing of the client's.
+
+Modes:
+- `none`: no change stream at all (the floor);
+- `idle`: the service's app running (its lifespan: the change feed started), nobody subscribed;
+- `subscribed`: the same with one subscriber who reads the list the todos are written to;
+- `raw-lookup` / `raw-plain`: one bare todos change stream with / without updateLookup, read
+  by this process (what one stream costs, whatever the feed does with it).
+
+    .venv/bin/python -m bench.write_cost                    # every mode, 2000 writes each
+    .venv/bin/python -m bench.write_cost --modes none,idle --writes 1000 --rounds 3
+
+Run it from the tree to measure (the `service` package imported is the current directory's):
+`cd /work/main && .venv/bin/python /path/to/bench/write_cost.py` measures main's feed. The
+machine's other load shows: take the median of a few rounds.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from asgi_lifespan import LifespanManager
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from bench.procstat import cpu_seconds
+from service.app import create_app
+from service.config import Environment, Settings
+
+MODES = ["none", "idle", "subscribed", "raw-plain", "raw-lookup"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def secantusd() -> Iterator[tuple[str, int]]:
+    """A fresh in-memory SecantusDB: (url, pid)."""
+    binary = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"mongodb://127.0.0.1:{port}/?directConnection=true", process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _wait_up(client: AsyncMongoClient[dict[str, Any]]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await client.admin.command("ping")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def _todo(list_id: ObjectId, n: int) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "_id": ObjectId(),
+        "list_id": list_id,
+        "created_by": list_id,
+        "sync_lists": [list_id],
+        "text": f"todo {n}",
+        "notes": "",
+        "completed": False,
+        "completed_at": None,
+        "priority": 0,
+        "tags": [],
+        "due": None,
+        "due_at": None,
+        "due_rank": 1,
+        "version": 1,
+        "deleted_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _writes(database: Any, pid: int, list_id: ObjectId, count: int) -> tuple[float, float]:
+    """(ms of database CPU per insert, per update) over `count` of each, one at a time."""
+    todos = database.todos
+    documents = [_todo(list_id, n) for n in range(count)]
+    await asyncio.sleep(1.0)  # let the streams settle
+    before = cpu_seconds(pid)
+    for document in documents:
+        await todos.insert_one(document)
+    inserted = cpu_seconds(pid)
+    for document in documents:
+        await todos.update_one({"_id": document["_id"]}, {"$set": {"completed": True}})
+    updated = cpu_seconds(pid)
+    return (inserted - before) * 1000 / count, (updated - inserted) * 1000 / count
+
+
+@contextlib.asynccontextmanager
+async def _mode(
+    mode: str, client: AsyncMongoClient[dict[str, Any]], name: str, list_id: ObjectId
+) -> AsyncIterator[list[int]]:
+    """Run what `mode` watches while inside; yields a one-item list counting the events a
+    subscriber (or the raw stream's reader) received."""
+    received = [0]
+    database = client[name]
+    if mode == "none":
+        yield received
+        return
+    if mode.startswith("raw-"):
+        full_document = "updateLookup" if mode == "raw-lookup" else None
+        stream = await database.todos.watch(max_await_time_ms=500, full_document=full_document)
+
+        async def read() -> None:
+            while stream.alive:
+                if await stream.try_next() is not None:
+                    received[0] += 1
+
+        task = asyncio.create_task(read())
+        try:
+            yield received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await stream.close()
+        return
+    settings = Settings(
+        _env_file=None,
+        environment=Environment.PRODUCTION,
+        secret_key=uuid.uuid4().hex * 2,  # type: ignore[arg-type]  # validated into SecretStr
+        data_dir=Path(tempfile.mkdtemp()),
+        log_level="WARNING",
+    )
+    app = create_app(settings, database=database)
+    async with LifespanManager(app) as manager:
+        feed = manager._state["feed"]  # what the lifespan handed to requests
+        if not feed.available:
+            raise SystemExit("the feed did not start (no change streams?)")
+        if mode != "subscribed":
+            yield received
+            return
+        subscription = feed.subscribe(list_id, lists=[list_id])
+        opened = getattr(feed, "ensure_running", None)
+        if opened is not None:
+            await opened()
+
+        async def drain() -> None:
+            while await subscription.queue.get() is not None:
+                received[0] += 1
+
+        task = asyncio.create_task(drain())
+        try:
+            yield received
+        finally:
+            feed.unsubscribe(subscription)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def measure(mode: str, count: int) -> tuple[float, float, int]:
+    with secantusd() as (url, pid):
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, tz_aware=True)
+        try:
+            await _wait_up(client)
+            name = f"bench_{uuid.uuid4().hex[:12]}"
+            list_id = ObjectId()
+            async with _mode(mode, client, name, list_id) as received:
+                per_insert, per_update = await _writes(client[name], pid, list_id, count)
+                await asyncio.sleep(1.0)  # the last events reach the reader
+                return per_insert, per_update, received[0]
+        finally:
+            await client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default=",".join(MODES[:3]), help=f"of {','.join(MODES)}")
+    parser.add_argument("--writes", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    print("| mode | DB ms CPU / insert | DB ms CPU / update | events received |")
+    print("|---|---|---|---|")
+    for mode in args.modes.split(","):
+        samples = [asyncio.run(measure(mode, args.writes)) for _ in range(args.rounds)]
+        inserts = statistics.median(sample[0] for sample in samples)
+        updates = statistics.median(sample[1] for sample in samples)
+        print(f"| {mode} | {inserts:.2f} | {updates:.2f} | {samples[-1][2]} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
