@@ -6,16 +6,19 @@ updates of those todos) sent with pymongo, reading utime+stime of the server pro
 
 Modes:
 - `none`: no change stream at all (the floor);
-- `idle`: the service's app running (its lifespan: the change feed started), nobody subscribed;
+- `idle`: the service's app running (its lifespan: the change feed started), nobody subscribed
+  (measured once the feed has settled: a feed that closes its idle todo stream has closed it);
 - `subscribed`: the same with one subscriber who reads the list the todos are written to;
 - `raw-lookup` / `raw-plain`: one bare todos change stream with / without updateLookup, read
-  by this process (what one stream costs, whatever the feed does with it).
+  by this process (what one stream costs, whatever the feed does with it);
+- `raw-control`: one database-wide stream filtered to sessions, memberships and lists (the
+  shape of the feed's control stream), which no todo write matches.
 
     .venv/bin/python -m bench.write_cost                    # every mode, 2000 writes each
     .venv/bin/python -m bench.write_cost --modes none,idle --writes 1000 --rounds 3
 
-Run it from the tree to measure (the `service` package imported is the current directory's):
-`cd /work/main && .venv/bin/python /path/to/bench/write_cost.py` measures main's feed. The
+The `service` package measured is the one on the path: `PYTHONPATH=/other/tree .venv/bin/python
+bench/write_cost.py` measures another checkout's feed (its bench/procstat.py is used too). The
 machine's other load shows: take the median of a few rounds.
 """
 
@@ -37,12 +40,13 @@ from typing import Any
 from asgi_lifespan import LifespanManager
 from bson import ObjectId
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 
 from bench.procstat import cpu_seconds
 from service.app import create_app
 from service.config import Environment, Settings
 
-MODES = ["none", "idle", "subscribed", "raw-plain", "raw-lookup"]
+MODES = ["none", "idle", "subscribed", "raw-plain", "raw-lookup", "raw-control"]
 
 
 def _free_port() -> int:
@@ -135,8 +139,15 @@ async def _mode(
         yield received
         return
     if mode.startswith("raw-"):
-        full_document = "updateLookup" if mode == "raw-lookup" else None
-        stream = await database.todos.watch(max_await_time_ms=500, full_document=full_document)
+        stream: AsyncChangeStream[dict[str, Any]]
+        if mode == "raw-control":
+            # A database-wide stream filtered on the server to other collections, as the
+            # feed's control stream is (it never returns a todo change).
+            wanted = {"$match": {"ns.coll": {"$in": ["sessions", "memberships", "lists"]}}}
+            stream = await database.watch([wanted], max_await_time_ms=500)
+        else:
+            full_document = "updateLookup" if mode == "raw-lookup" else None
+            stream = await database.todos.watch(max_await_time_ms=500, full_document=full_document)
 
         async def read() -> None:
             while stream.alive:
@@ -165,12 +176,15 @@ async def _mode(
         if not feed.available:
             raise SystemExit("the feed did not start (no change streams?)")
         if mode != "subscribed":
+            await _settled(feed)
+            if getattr(feed, "_stream", None) is not None:
+                print(f"({mode}: the feed's todo stream is open)", file=sys.stderr)
             yield received
             return
+        # As ChangeFeed.open does (a feed that closes its idle todo stream opens it first).
+        if hasattr(feed, "ensure_running"):
+            await feed.ensure_running()
         subscription = feed.subscribe(list_id, lists=[list_id])
-        opened = getattr(feed, "ensure_running", None)
-        if opened is not None:
-            await opened()
 
         async def drain() -> None:
             while await subscription.queue.get() is not None:
@@ -184,6 +198,18 @@ async def _mode(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _settled(feed: Any) -> None:
+    """Wait until a feed that closes its todo stream when nobody subscribes has closed it
+    (IDLE_CLOSE_SECONDS after its start): the steady state of an idle worker."""
+    grace = getattr(sys.modules[type(feed).__module__], "IDLE_CLOSE_SECONDS", None)
+    if grace is None:
+        return  # a feed that keeps its stream open
+    for _ in range(int(grace + 10) * 2):
+        if getattr(feed, "_stream", None) is None:
+            return
+        await asyncio.sleep(0.5)
 
 
 async def measure(mode: str, count: int) -> tuple[float, float, int]:
