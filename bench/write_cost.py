@@ -5,16 +5,18 @@ updates of those todos) sent with pymongo, reading utime+stime of the server pro
 /proc/<pid>/stat around them: the database's CPU per write, nothing of the client's.
 
 Modes:
-- `none`: no change stream at all (the floor);
+- `none`: the service's app started (so the todos collection has its indexes, which cost more
+  per write than any stream), then its change feed stopped: no change stream, the floor;
 - `idle`: the service's app running (its lifespan: the change feed started), nobody subscribed
   (measured once the feed has settled: a feed that closes its idle todo stream has closed it);
 - `subscribed`: the same with one subscriber who reads the list the todos are written to;
+- `bare`: a collection without the service's indexes and no stream, the floor of:
 - `raw-lookup` / `raw-plain`: one bare todos change stream with / without updateLookup, read
   by this process (what one stream costs, whatever the feed does with it);
 - `raw-control`: one database-wide stream filtered to sessions, memberships and lists (the
   shape of the feed's control stream), which no todo write matches.
 
-    .venv/bin/python -m bench.write_cost                    # every mode, 2000 writes each
+    .venv/bin/python -m bench.write_cost                    # none, idle, subscribed: 2000 writes
     .venv/bin/python -m bench.write_cost --modes none,idle --writes 1000 --rounds 3
 
 The `service` package measured is the one on the path: `PYTHONPATH=/other/tree .venv/bin/python
@@ -46,7 +48,7 @@ from bench.procstat import cpu_seconds
 from service.app import create_app
 from service.config import Environment, Settings
 
-MODES = ["none", "idle", "subscribed", "raw-plain", "raw-lookup", "raw-control"]
+MODES = ["none", "idle", "subscribed", "bare", "raw-plain", "raw-lookup", "raw-control"]
 
 
 def _free_port() -> int:
@@ -135,7 +137,7 @@ async def _mode(
     subscriber (or the raw stream's reader) received."""
     received = [0]
     database = client[name]
-    if mode == "none":
+    if mode == "bare":
         yield received
         return
     if mode.startswith("raw-"):
@@ -175,6 +177,10 @@ async def _mode(
         feed = manager._state["feed"]  # what the lifespan handed to requests
         if not feed.available:
             raise SystemExit("the feed did not start (no change streams?)")
+        if mode == "none":
+            await feed.stop()  # the service's indexes, no change stream
+            yield received
+            return
         if mode != "subscribed":
             await _settled(feed)
             if getattr(feed, "_stream", None) is not None:
