@@ -3,10 +3,16 @@
 `ChangeFeed` is started and stopped by the app's lifespan. It watches the todos collection
 once (post-images looked up) and hands each change to the subscribers who can read the todo's
 list, or the list a move took it out of (bounded queues; a subscriber that can't keep up is
-closed and resumes with its Last-Event-ID). Each subscription holds the ids of the lists its
-user can read, read with its session when it opens and kept current by the feed. A resuming
-client first catches up on a change stream of its own (filtered by those lists on the server),
-read one batch at a time, and then reads the shared one, skipping what the catch-up covered.
+closed and resumes with its Last-Event-ID). That stream is open only while this worker has a
+subscriber (and IDLE_CLOSE_SECONDS after the last one left): every open change stream costs
+the database work on every write (SecantusDB reads each oplog entry for each stream, looked-up
+post-image or not), and a worker nobody subscribes to has no use for it. The first subscriber
+opens it again, at the present: nobody needed what was written meanwhile.
+
+Each subscription holds the ids of the lists its user can read, read with its session when it
+opens and kept current by the feed. A resuming client first catches up on a change stream of
+its own (filtered by those lists on the server), read one batch at a time, and then reads the
+shared one, skipping what the catch-up covered.
 
 One more change stream, on the whole database but filtered on the server to a few kinds of
 change and without post-images, applies what changes who may read what: memberships (added,
@@ -26,6 +32,7 @@ import contextvars
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +78,9 @@ CLOSE_TIMEOUT_SECONDS = 1.0
 LOOKUP_TIMEOUT_SECONDS = 5.0
 # A best-effort call made in the background (freeing a slot, closing a catch-up) gives up after.
 CLEANUP_TIMEOUT_SECONDS = 5.0
+# How long the todo stream stays open after the last subscriber left (or after the start):
+# a client reconnecting (its access token expired, a network blip) finds it still open.
+IDLE_CLOSE_SECONDS = 30.0
 
 # What the feed's tasks put in a subscription's queue; None means "close".
 Item = Change | ListEvent
@@ -254,6 +264,14 @@ class ChangeFeed:
         self._loading: set[Subscription] = set()
         self._token: Mapping[str, Any] | None = None
         self._stream: AsyncChangeStream[dict[str, Any]] | None = None
+        # Opening the todo stream: _run (resuming) and the first subscriber (ensure_running)
+        # both may; one at a time, so that they never open two.
+        self._opening = asyncio.Lock()
+        # Set when a subscriber comes while the todo stream is closed: _run waits for it.
+        self._wanted = asyncio.Event()
+        # When the last subscriber left (or the feed started): the todo stream closes
+        # IDLE_CLOSE_SECONDS later if nobody subscribed meanwhile.
+        self._idle_since: float | None = None
         self._control_token: Mapping[str, Any] | None = None
         self._control_stream: AsyncChangeStream[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -292,7 +310,7 @@ class ChangeFeed:
         )
         controlled = self._watched != _Watched()
         try:
-            self._stream = await self._open()
+            stream = await self._opened()
             if controlled:
                 self._control_stream = await self._open_control()
         except PyMongoError as exc:
@@ -302,7 +320,8 @@ class ChangeFeed:
             self._stream = None
             return
         self.available = True
-        self._token = self._stream.resume_token
+        self._token = stream.resume_token
+        self._idle_since = None if self._by_user else time.monotonic()
         loops = [self._run(), self._renew_leases()]
         if self._control_stream is not None:
             self._control_token = self._control_stream.resume_token
@@ -361,6 +380,11 @@ class ChangeFeed:
             raise WorkerStreamsFullError
         token = self._token["_data"] if self._token else None
         subscription = Subscription(user_id, session_id, token, asyncio.Queue(self._queue_size + 1))
+        self._idle_since = None
+        if self._stream is None:
+            # Not through `open` (which opens the stream first): the stream opens at its next
+            # turn, and only the changes after that reach this subscriber.
+            self._wanted.set()
         self._by_user.setdefault(user_id, set()).add(subscription)
         if session_id is not None:
             self._by_session.setdefault(session_id, set()).add(subscription)
@@ -375,8 +399,11 @@ class ChangeFeed:
 
         WorkerStreamsFullError if this worker is full, UserStreamsFullError if the user already
         has MAX_STREAMS_PER_USER streams open. The worker's own count is taken first (it is
-        synchronous, so parallel opens can't all pass it), then the user's slot.
+        synchronous, so parallel opens can't all pass it), then the user's slot. The todo
+        stream is opened first if it was closed (nobody subscribed): the subscription's
+        position is then that stream's start.
         """
+        await self.ensure_running()
         subscription = self.subscribe(user_id, session_id)
         try:
             slot = await store.take_slot(
@@ -436,6 +463,8 @@ class ChangeFeed:
         if subscription.slot is not None:
             self._in_background(store.release_slot(slot=subscription.slot))
             subscription.slot = None
+        if not self._by_user and self._idle_since is None:
+            self._idle_since = time.monotonic()
 
     def revoke_session(self, session_id: str) -> None:
         """End every stream running on the session, saying why."""
@@ -496,6 +525,23 @@ class ChangeFeed:
 
     # ---- todos ----
 
+    async def ensure_running(self) -> None:
+        """Open the todo stream if it is closed (nobody subscribed for IDLE_CLOSE_SECONDS):
+        a subscriber made right after this gets every change from its start on."""
+        if self.available and self._stream is None and not self._stopping:
+            await self._opened()
+            self._wanted.set()
+
+    async def _opened(self) -> AsyncChangeStream[dict[str, Any]]:
+        """The todo stream, opened if needed: where it was (`_token`) after a failure, at the
+        present after an idle close."""
+        async with self._opening:
+            if self._stream is None:
+                self._stream = await self._open()
+                if self._token is None:
+                    self._token = self._stream.resume_token
+            return self._stream
+
     async def _open(self) -> AsyncChangeStream[dict[str, Any]]:
         return await self._watched_collection().watch(
             [_OPERATIONS],
@@ -504,12 +550,36 @@ class ChangeFeed:
             max_await_time_ms=500,
         )
 
+    def _idle(self) -> bool:
+        """Whether nobody has subscribed for IDLE_CLOSE_SECONDS."""
+        since = self._idle_since
+        return (
+            not self._by_user
+            and since is not None
+            and time.monotonic() - since >= IDLE_CLOSE_SECONDS
+        )
+
+    async def _close_idle(self) -> None:
+        """Close the todo stream nobody needs; the next subscriber opens one at the present
+        (resuming would only read what nobody was there to be told)."""
+        stream, self._stream, self._token = self._stream, None, None
+        self._wanted.clear()
+        with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
+            await _close_quietly(stream)
+
     async def _run(self) -> None:
         while not self._stopping:
+            if self._stream is not None and self._idle():
+                await self._close_idle()
+            if self._stream is None and not self._by_user:
+                # Where it was is of no use to a later subscriber: it starts at the present.
+                self._token = None
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
             try:
-                if self._stream is None:
-                    self._stream = await self._open()
-                event = await self._stream.try_next()
+                stream = await self._opened()
+                event = await stream.try_next()
             except PyMongoError as exc:
                 logger.warning("change stream failed, resuming in %ss: %s", RETRY_DELAY, exc)
                 await _close_quietly(self._stream)
@@ -517,8 +587,8 @@ class ChangeFeed:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if event is None:
-                self._token = self._stream.resume_token
-                if not self._stream.alive:
+                self._token = stream.resume_token
+                if not stream.alive:
                     # Invalidated (e.g. the collection was dropped): reopen after a pause
                     # rather than spin on a closed stream.
                     logger.warning("change stream closed by the server; reopening")

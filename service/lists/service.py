@@ -21,11 +21,12 @@ from service.todos import service as todos
 
 # Called by accounts at signup: every user has a default list from the start.
 create_default_list = store.create_default_list
-# Called by todos: MAX_TODOS_PER_LIST is a slot taken on the list before a todo is inserted
-# (or moved in), given back when one is deleted (or moved out).
+# Called by todos: MAX_TODOS_PER_LIST is a slot taken on the list after a todo is inserted
+# (before one is moved in), given back when one is deleted (or moved out).
 reserve_todo_slot = store.reserve_todo_slot
 release_todo_slots = store.release_todo_slots
-# Called by todos after writing a todo into a list that could be being deleted.
+# Called by todos: after moving a todo into a list that could be being deleted, and to tell a
+# full list from a deleted one when a create gets no slot.
 list_is_live = store.list_is_live
 # Called by invitations when one is accepted.
 add_member = store.add_member

@@ -1,9 +1,9 @@
 """Every database query of lists and memberships.
 
-Limits are slots taken by one conditional update of a counter before inserting (a count
-before an insert would let parallel requests all pass): lists owned on the owner's default
-list (`owned_lists`), members on the list (`member_count`), todos on the list (`todo_count`,
-taken by the todos store through reserve_todo_slot).
+Limits are slots taken by one conditional update of a counter (a count before an insert
+would let parallel requests all pass): lists owned on the owner's default list
+(`owned_lists`), members on the list (`member_count`), todos on the list (`todo_count`, taken
+by todos through reserve_todo_slot, right after the todo's insert).
 """
 
 import contextlib
@@ -158,7 +158,7 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
 
 @budgeted
 async def list_is_live(*, list_id: PydanticObjectId) -> bool:
-    """Whether the list exists and is not deleted (a todo just written there must go with it
+    """Whether the list exists and is not deleted (a todo just moved there must go with it
     otherwise: todos/service.py, _stay_in_live_list)."""
     return await _lists().find_one({"_id": list_id, **LIVE}, {"_id": 1}) is not None
 

@@ -80,25 +80,41 @@ async def _insert(
     max_todos: int,
     todo_id: PydanticObjectId | None = None,
 ) -> StoredTodo:
-    """Take one of the list's todo slots, then insert the todo (the slot back if that fails).
+    """Insert the todo, then take one of the list's todo slots; if the list has none left
+    (full, or deleted since the request began), the todo is withdrawn again: two round trips.
 
     The count of a list's live todos lives on the list document: without transactions, only a
     conditional update of one document can check the limit and take a slot atomically
-    (count-then-insert would let parallel creates all pass the check).
+    (count-then-insert would let parallel creates all pass the check). The slot comes second
+    so that the list's deletion can't strand the todo: the slot is taken only while the list
+    is live, so a deletion that comes after it tombstones the list after the todo was in, and
+    its sweep of the list's todos (lists.service.delete_list) takes this one too. (Taken
+    first, a deletion between slot and insert left the todo live in a deleted list, which cost
+    every create into a shared list a third round trip to check.)
+
+    A withdrawn todo was live for a moment: readers in that moment (a page, delta sync, the
+    feed) saw it, so it becomes a tombstone like any deleted todo, and delta sync and the feed
+    report its deletion (a hard delete would leave a client that synced in that moment
+    holding it for good). Hidden until its slot is taken would cost a third write on every
+    create to reveal it. If the request dies between the insert and the slot (or the slot's
+    write fails and so does the withdrawal), the todo stays without its slot: that list's
+    limit is one looser until a todo of it is deleted, never a todo live in a deleted list.
     """
-    if not await lists.reserve_todo_slot(list_id=list_id, max_todos=max_todos):
-        raise await _no_slot(list_id, max_todos)
+    stored = await store.insert_todo(
+        list_id=list_id, created_by=caller.user_id, fields=fields, todo_id=todo_id
+    )
     try:
-        stored = await store.insert_todo(
-            list_id=list_id, created_by=caller.user_id, fields=fields, todo_id=todo_id
-        )
+        reserved = await lists.reserve_todo_slot(list_id=list_id, max_todos=max_todos)
     except Exception:
-        # Best effort: if the database is gone this fails too, and the count stays one high
-        # (the limit gets stricter by one, never looser).
+        # Unknown whether the slot was taken: withdrawn, the count is at worst one high.
         with contextlib.suppress(PyMongoError):
-            await lists.release_todo_slots(list_id=list_id, count=1)
+            await store.delete_todo(todo_id=stored["_id"], lists=[list_id])
         raise
-    await _stay_in_live_list(caller, list_id)
+    if not reserved:
+        # Already a tombstone if the list's deletion swept it meanwhile: then this matches
+        # nothing.
+        await store.delete_todo(todo_id=stored["_id"], lists=[list_id])
+        raise await _no_slot(list_id, max_todos)
     return stored
 
 
@@ -111,16 +127,17 @@ async def _no_slot(list_id: PydanticObjectId, max_todos: int) -> NotFound | Conf
 
 
 async def _stay_in_live_list(caller: Caller, list_id: PydanticObjectId) -> None:
-    """After a todo was written into `list_id` (created or moved there): NotFound, with every
-    live todo of the list deleted, if the list was deleted meanwhile.
+    """After a todo was moved into `list_id`: NotFound, with every live todo of the list
+    deleted, if the list was deleted meanwhile.
 
     The slot was taken while the list was live, but a deletion can tombstone the list and its
     todos between the slot and the write: the todo would stay, live, in a deleted list. The
     write is one operation and the list's deletion another (no transactions), so the check
     comes after the write: if the list is still live now, its deletion's tombstoning of todos
     is yet to come and will take this one too; if not, this request deletes them itself.
-    The caller's own default list is exempt (one round trip saved on the commonest create):
-    it is deleted only with their account, which ends this request's session too.
+    The caller's own default list is exempt: it is deleted only with their account, which
+    ends this request's session too. (A create takes its slot after the write instead, see
+    _insert; a move can't be undone as simply as an insert.)
     """
     if list_id == caller.default_list_id or await lists.list_is_live(list_id=list_id):
         return

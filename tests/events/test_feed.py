@@ -17,6 +17,7 @@ from service.accounts.tokens import new_session_id
 from service.core.clock import utc_now
 from service.core.store import id_of
 from service.db import MongoDatabase, init_db
+from service.events import feed as feed_module
 from service.events import store as event_store
 from service.events.changes import Change, TodoEvent
 from service.events.feed import (
@@ -475,3 +476,40 @@ async def test_the_session_check_reads_the_users_memberships_with_it(
     )
     assert found is not None
     assert readable_lists(found.joined) == {live}
+
+
+@pytest.mark.wire_only
+async def test_the_todo_stream_is_open_only_while_someone_subscribes(
+    database: MongoDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every open change stream costs the database work on every write: nobody subscribed for
+    # IDLE_CLOSE_SECONDS, the worker closes its todo stream; the next subscriber reopens it
+    # before it takes its position, so it misses nothing written after.
+    monkeypatch.setattr(feed_module, "IDLE_CLOSE_SECONDS", 0.2)
+    await init_db(database)
+
+    async def closed(feed: ChangeFeed) -> None:
+        for _ in range(200):
+            if feed._stream is None:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the idle todo stream stayed open")
+
+    async with started_feed() as feed:
+        await closed(feed)
+        await new_todo(LIST, "nobody is told").insert()
+        subscription = await feed.open(OWNER, "s1")
+        assert feed._stream is not None
+        assert subscription.token is not None
+        feed.load(subscription, [LIST])
+        await new_todo(LIST, "told").insert()
+        async with asyncio.timeout(10):
+            change = await subscription.queue.get()
+        assert isinstance(change, Change)
+        assert (change.kind, change.data["text"]) == ("created", "told")
+        # Its position resumes: a catch-up from it finds the same change.
+        catch_up = await feed.catch_up(subscription, subscription.token)
+        assert [c.data["text"] for c in await changes_of(catch_up)] == ["told"]
+        feed.discard(catch_up)
+        feed.unsubscribe(subscription)
+        await closed(feed)
