@@ -277,14 +277,19 @@ def _left(stored: StoredTodo, scope: Lists) -> PydanticObjectId:
 # range (`_segments`: equality on the leading sort keys, a range on the next; a sort key with
 # few values, priority or due_rank, is walked value by value), and each segment is read in
 # windows of its range key (`_walk`): the first one day wide at the cursor (or the start of the
-# range), each next one 4 to 16 times wider (by the density seen so far), until the page is
-# full or a window passes the hint of where the range ends (the list's creation, or now; a due
-# may lie a year beyond either), after which the window is open to the range's end: a todo
-# beyond the hints is still found, only later. Filters no index serves go to a second `$match`
-# stage, so the first stays index-shaped; several lists are read list by list (an `$in` would
-# fetch each list whole) and merged. Worst case, a segment takes 1 + ceil(log4(span/1 day))
-# windows (8 for a list created 10 years ago, most of them empty and cheap; one for a list
-# younger than a day), plus one when the hint was passed before the end of a bounded range.
+# range; a segment after another starts as wide as that one ended), each next one 4 to 16
+# times wider (by the density seen so far), until the page is full or a window passes the hint
+# of where the range ends (the list's creation, or now; a due may lie a year beyond either),
+# after which the window is open to the range's end: a todo beyond the hints is still found,
+# only later. Todos sharing an instant (a tie) are read at once. Filters no index serves go to
+# a second `$match` stage, so the first stays index-shaped; several lists are read list by
+# list, concurrently (an `$in` would fetch each list whole), and merged. Round trips, worst
+# case (filters matching nothing, data in none of the windows): every window that isn't the
+# last of its segment is at least 4 times wider than the one before, so a list takes at most
+# segments + ceil(log4(span / 1 day)) reads: 1 + 7 for `created` on a list made 10 years ago,
+# 2 + 7 for `updated` and sync, 3 + 8 for `due`, 5 + 7 for `priority`; one for a list younger
+# than a day. A page whose next item was known spares the next page the empty reads of ties
+# (_next_start).
 _FIRST_WINDOW = timedelta(days=1)
 _MIN_GROWTH, _MAX_GROWTH = 4, 16
 # Due instants, unlike creation and update times, may lie before the list or after now.
