@@ -155,6 +155,10 @@ def middle_cursor(todos: list[dict[str, Any]], user_id: ObjectId, sort: str, ord
     return encode_cursor(key, fingerprint(query))
 
 
+# --cases: only the cases whose names start with one of these (all when empty).
+CASES: list[str] = []
+
+
 async def p50(app: ASGIApp, path: str, token: str, calls: int) -> float:
     headers = {"authorization": f"Bearer {token}"}
     times = []
@@ -166,6 +170,13 @@ async def p50(app: ASGIApp, path: str, token: str, calls: int) -> float:
         if i >= 2:  # two warm-up calls
             times.append(elapsed)
     return statistics.median(times)
+
+
+def wanted(case: str) -> bool:
+    if CASES and not any(case.startswith(prefix) for prefix in CASES):
+        return False
+    print(case, file=sys.stderr, flush=True)
+    return True
 
 
 async def next_cursor(app: ASGIApp, path: str, token: str) -> str | None:
@@ -193,22 +204,36 @@ async def measure_size(
     for sort in SORTS:
         for order in ("desc", "asc"):
             path = f"/api/todos?limit=20&sort={sort}&order={order}"
-            out[f"{sort} {order} first"] = await p50(app, path, token, calls)
-            out[f"{sort} {order} next"] = await p50_next(app, path, token, calls)
+            if wanted(f"{sort} {order} first"):
+                out[f"{sort} {order} first"] = await p50(app, path, token, calls)
+            if wanted(f"{sort} {order} next"):
+                out[f"{sort} {order} next"] = await p50_next(app, path, token, calls)
             cursor = middle_cursor(todos, user_id, sort, order)
-            out[f"{sort} {order} middle"] = await p50(app, f"{path}&cursor={cursor}", token, calls)
+            if wanted(f"{sort} {order} middle"):
+                out[f"{sort} {order} middle"] = await p50(
+                    app, f"{path}&cursor={cursor}", token, calls
+                )
     for days in (1, 29):
         since = urllib.parse.quote((now - timedelta(days=days)).isoformat())
         for tombstones in ("false", "true"):
             path = f"/api/todos?limit=20&updated_since={since}&include_deleted={tombstones}"
             name = f"sync {days}d{' +deleted' if tombstones == 'true' else ''}"
-            out[f"{name} first"] = await p50(app, path, token, calls)
-            out[f"{name} next"] = await p50_next(app, path, token, calls)
-    out["1 list (list_id)"] = await p50(app, f"/api/todos?limit=20&list_id={user_id}", token, calls)
+            if wanted(f"{name} first"):
+                out[f"{name} first"] = await p50(app, path, token, calls)
+            if wanted(f"{name} next"):
+                out[f"{name} next"] = await p50_next(app, path, token, calls)
+    if wanted("1 list (list_id)"):
+        out["1 list (list_id)"] = await p50(
+            app, f"/api/todos?limit=20&list_id={user_id}", token, calls
+        )
+    if not (wanted("3 lists first") or wanted("3 lists next")):
+        return
     for _ in range(2):
         await add_list(database, user_id, now - YEAR, max(1, size // 10))
-    out["3 lists first"] = await p50(app, "/api/todos?limit=20", token, calls)
-    out["3 lists next"] = await p50_next(app, "/api/todos?limit=20", token, calls)
+    if not CASES or any("3 lists first".startswith(c) for c in CASES):
+        out["3 lists first"] = await p50(app, "/api/todos?limit=20", token, calls)
+    if not CASES or any("3 lists next".startswith(c) for c in CASES):
+        out["3 lists next"] = await p50_next(app, "/api/todos?limit=20", token, calls)
 
 
 async def measure(url: str, args: argparse.Namespace) -> dict[int, dict[str, float | None]]:
@@ -241,19 +266,21 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=30, help="timed calls per case")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--cases", default="", help="comma-separated case name prefixes")
     args = parser.parse_args()
     random.seed(args.seed)
+    CASES.extend(c for c in args.cases.split(",") if c)
     with database_url() as url:
         results = asyncio.run(measure(url, args))
     small, large = min(results), max(results)
     print(f"| case | p50 at {small} (ms) | p50 at {large} (ms) | ratio |")
     print("|---|---|---|---|")
     for case, value in results[large].items():
-        at_small = results[small][case]
+        at_small = results[small].get(case)
         shown = "n/a" if at_small is None else f"{at_small:.1f}"
         if at_small is None:
             # No second page at the small size: compared with its first page.
-            at_small = results[small][case.replace(" next", " first")]
+            at_small = results[small].get(case.replace(" next", " first"))
             shown += f" ({at_small:.1f} first)"
         if value is None or at_small is None:
             print(f"| {case} | {shown} | n/a | |")
