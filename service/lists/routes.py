@@ -4,9 +4,10 @@ leaving, transferring ownership."""
 from typing import Annotated
 
 from beanie import PydanticObjectId
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from service.core.deps import SettingsDep
+from service.core.query import query_parameters, query_reader
 from service.errors import (
     BadRequest,
     Conflict,
@@ -50,9 +51,12 @@ MemberId = Annotated[PydanticObjectId, Depends(get_member_id)]
     "/lists",
     summary="List your lists, a page at a time, or what changed since an instant",
     responses=error_responses(BadRequest, Gone),
+    openapi_extra=query_parameters(ListQuery),
 )
 async def list_lists(
-    caller: CurrentCaller, settings: SettingsDep, query: Annotated[ListQuery, Query()]
+    caller: CurrentCaller,
+    settings: SettingsDep,
+    query: Annotated[ListQuery, Depends(query_reader(ListQuery))],
 ) -> ListPage | ListChanges:
     """Every list you can read, owned or shared: your default list first, then the others
     by creation, oldest first, a page at a time.

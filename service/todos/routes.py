@@ -5,10 +5,11 @@ every member reads, editors and owners write, anyone else gets the 404 of a miss
 from typing import Annotated
 
 from beanie import PydanticObjectId
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from service.core.deps import SettingsDep
+from service.core.query import query_parameters, query_reader
 from service.errors import (
     BadRequest,
     Conflict,
@@ -50,9 +51,12 @@ def _list_id(value: str | None) -> PydanticObjectId | None:
     "/todos",
     summary="List todos, a page at a time, or what changed since an instant",
     responses=error_responses(BadRequest, NotFound, Gone),
+    openapi_extra=query_parameters(TodoQuery),
 )
 async def list_todos(
-    caller: CurrentCaller, settings: SettingsDep, query: Annotated[TodoQuery, Query()]
+    caller: CurrentCaller,
+    settings: SettingsDep,
+    query: Annotated[TodoQuery, Depends(query_reader(TodoQuery))],
 ) -> TodoPage | TodoChanges:
     """The todos of every list you can read, or of one (`list_id`), filtered and sorted
     (newest first by default), a page at a time.
