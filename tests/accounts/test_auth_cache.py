@@ -30,7 +30,15 @@ from service.config import Settings
 from service.core.clock import utc_now
 from service.core.watch import AccessWatcher, changed_here
 from service.db import MongoDatabase
-from tests.utils import FakeClock, UserAccount, client_at, create_account, share_list
+from tests.utils import (
+    FakeClock,
+    UserAccount,
+    client_at,
+    create_account,
+    log_in_session,
+    refresh,
+    share_list,
+)
 
 BOUND_MS = 1000
 # What a worker may take beyond the bound to notice (its event loop shares two busy cores).
@@ -106,6 +114,22 @@ async def warm(user: UserAccount, *workers: Worker) -> None:
         assert len(on.cache) == 1
 
 
+async def deafen(on: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the worker's access stream bring nothing more while its cache stays trusted: what
+    it refuses from then on, only its own requests can have told it (at once, not by chance
+    of the stream's timing)."""
+    stream: Any = on.watcher._stream
+    hanging = asyncio.Event()
+
+    async def hang() -> None:
+        hanging.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(stream, "try_next", hang)
+    monkeypatch.setattr(on.watcher, "caught_up_within", lambda seconds: True)
+    await asyncio.wait_for(hanging.wait(), 5)
+
+
 async def within_bound(request: Callable[[], Awaitable[Response]], status: int) -> float:
     """Repeat the request until it answers `status`; the seconds that took (failing past the
     bound and the margin)."""
@@ -121,10 +145,11 @@ async def within_bound(request: Callable[[], Awaitable[Response]], status: int) 
 
 @pytest.mark.wire_only
 async def test_a_logout_is_refused_at_once_here_and_within_the_bound_elsewhere(
-    here: Worker, there: Worker
+    here: Worker, there: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = await create_account(here.client)
     await warm(alice, here, there)
+    await deafen(here, monkeypatch)
     assert (await here.client.post("/api/logout", headers=alice.headers)).status_code == 204
     assert (await me(here, alice)).status_code == 401  # the very next request
     await within_bound(lambda: me(there, alice), 401)
@@ -152,19 +177,26 @@ async def test_a_logout_is_refused_at_once_here_and_within_the_bound_elsewhere(
     ],
 )
 async def test_every_revocation_is_refused_at_once_on_the_worker_that_made_it(
-    here: Worker, there: Worker, revoke: Callable[[AsyncClient, UserAccount], Awaitable[Response]]
+    here: Worker,
+    there: Worker,
+    revoke: Callable[[AsyncClient, UserAccount], Awaitable[Response]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alice = await create_account(here.client)
     await warm(alice, here, there)
+    await deafen(here, monkeypatch)
     assert (await revoke(here.client, alice)).is_success
     assert (await me(here, alice)).status_code == 401
     await within_bound(lambda: me(there, alice), 401)
 
 
 @pytest.mark.wire_only
-async def test_a_deleted_session_is_refused_at_once(here: Worker, there: Worker) -> None:
+async def test_a_deleted_session_is_refused_at_once(
+    here: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = await create_account(here.client)
     await warm(alice, here)
+    await deafen(here, monkeypatch)
     sessions = (await here.client.get("/api/sessions", headers=alice.headers)).json()
     [current] = [session["id"] for session in sessions if session["current"]]
     response = await here.client.delete(f"/api/sessions/{current}", headers=alice.headers)
@@ -173,11 +205,45 @@ async def test_a_deleted_session_is_refused_at_once(here: Worker, there: Worker)
 
 
 @pytest.mark.wire_only
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"auth_cache_max_staleness_ms": BOUND_MS, "refresh_reuse_grace_seconds": 0}],
+)
+async def test_a_reused_refresh_token_ends_its_session_at_once(
+    here: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await create_account(here.client)
+    login = await log_in_session(here.client, alice.email)
+    for _ in range(2):
+        assert (await here.client.get("/api/me", headers=login.headers)).status_code == 200
+    await deafen(here, monkeypatch)
+    assert (await refresh(here.client, login.refresh_token)).status_code == 200
+    assert (await refresh(here.client, login.refresh_token)).status_code == 401  # reused
+    assert (await here.client.get("/api/me", headers=login.headers)).status_code == 401
+
+
+@pytest.mark.wire_only
+@pytest.mark.parametrize(
+    "settings_overrides", [{"auth_cache_max_staleness_ms": BOUND_MS, "max_sessions_per_user": 1}]
+)
+async def test_a_login_past_the_session_cap_ends_the_oldest_at_once(
+    here: Worker, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await create_account(here.client)
+    await warm(alice, here)
+    await deafen(here, monkeypatch)
+    clock.advance(seconds=1)  # the older session is the one that ends
+    await log_in_session(here.client, alice.email)
+    assert (await me(here, alice)).status_code == 401
+
+
+@pytest.mark.wire_only
 async def test_me_shows_a_patched_user_at_once_here_and_within_the_bound_elsewhere(
-    here: Worker, there: Worker
+    here: Worker, there: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = await create_account(here.client)
     await warm(alice, here, there)
+    await deafen(here, monkeypatch)
     response = await here.client.patch("/api/me", json={"fname": "Renamed"}, headers=alice.headers)
     assert response.status_code == 200
     assert (await me(here, alice)).json()["fname"] == "Renamed"
@@ -191,7 +257,7 @@ async def test_me_shows_a_patched_user_at_once_here_and_within_the_bound_elsewhe
 
 @pytest.mark.wire_only
 async def test_a_member_removed_or_lowered_is_refused_on_their_next_request_on_both_workers(
-    here: Worker, there: Worker
+    here: Worker, there: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = await create_account(here.client)
     bob = await create_account(here.client)
@@ -208,6 +274,7 @@ async def test_a_member_removed_or_lowered_is_refused_on_their_next_request_on_b
     for on in (here, there):
         assert (await write(on)).status_code == 201
         assert (await write(on)).status_code == 201  # from the cache
+    await deafen(here, monkeypatch)
     lowered = await here.client.patch(
         f"/api/lists/{shared['id']}/members/{bob.id}",
         json={"role": "viewer"},
@@ -228,7 +295,9 @@ async def test_a_member_removed_or_lowered_is_refused_on_their_next_request_on_b
 
 
 @pytest.mark.wire_only
-async def test_leaving_a_list_is_seen_at_once(here: Worker) -> None:
+async def test_leaving_a_list_is_seen_at_once(
+    here: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = await create_account(here.client)
     bob = await create_account(here.client)
     shared = await make_list(here.client, alice)
@@ -236,30 +305,60 @@ async def test_leaving_a_list_is_seen_at_once(here: Worker) -> None:
     url = f"/api/lists/{shared['id']}"
     assert (await here.client.get(url, headers=bob.headers)).status_code == 200
     assert (await here.client.get(url, headers=bob.headers)).status_code == 200
+    await deafen(here, monkeypatch)
     left = await here.client.delete(f"{url}/members/{bob.id}", headers=bob.headers)
     assert left.status_code == 204
     assert (await here.client.get(url, headers=bob.headers)).status_code == 404
 
 
 @pytest.mark.wire_only
-async def test_a_deleted_list_is_gone_for_its_members_at_once(here: Worker) -> None:
+async def test_a_deleted_list_is_gone_for_its_members_at_once(
+    here: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = await create_account(here.client)
     bob = await create_account(here.client)
     shared = await make_list(here.client, alice)
     await share_list(here.client, alice, shared["id"], bob, "viewer")
     url = f"/api/lists/{shared['id']}"
     assert (await here.client.get(url, headers=bob.headers)).status_code == 200
+    await deafen(here, monkeypatch)
     assert (await here.client.delete(url, headers=alice.headers)).status_code == 204
-    assert (await here.client.get(url, headers=bob.headers)).status_code == 404
+    # Its todos, which only the membership decides (the list itself is read as deleted).
+    todos = await here.client.get(f"/api/todos?list_id={shared['id']}", headers=bob.headers)
+    assert todos.status_code == 404
 
 
 @pytest.mark.wire_only
-async def test_a_new_list_is_readable_by_its_creator_at_once(here: Worker) -> None:
+async def test_a_new_list_is_readable_by_its_creator_at_once(
+    here: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = await create_account(here.client)
     assert (await here.client.get("/api/lists", headers=alice.headers)).status_code == 200
+    await deafen(here, monkeypatch)
     shared = await make_list(here.client, alice)
     url = f"/api/lists/{shared['id']}"
     assert (await here.client.get(url, headers=alice.headers)).status_code == 200
+
+
+@pytest.mark.wire_only
+async def test_a_transfer_is_seen_by_both_members_at_once(
+    here: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await create_account(here.client)
+    bob = await create_account(here.client)
+    shared = await make_list(here.client, alice)
+    await share_list(here.client, alice, shared["id"], bob, "editor")
+    url = f"/api/lists/{shared['id']}"
+    for user in (alice, bob):
+        assert (await here.client.get(url, headers=user.headers)).status_code == 200
+    await deafen(here, monkeypatch)
+    handed = await here.client.post(
+        f"{url}/transfer", json={"user_id": bob.id}, headers=alice.headers
+    )
+    assert handed.status_code == 200
+    rename = {"name": "Bob's now"}
+    assert (await here.client.patch(url, json=rename, headers=alice.headers)).status_code == 403
+    assert (await here.client.patch(url, json=rename, headers=bob.headers)).status_code == 200
 
 
 @pytest.mark.wire_only
