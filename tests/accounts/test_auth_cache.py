@@ -323,7 +323,8 @@ async def test_a_deleted_list_is_gone_for_its_members_at_once(
     assert (await here.client.get(url, headers=bob.headers)).status_code == 200
     await deafen(here, monkeypatch)
     assert (await here.client.delete(url, headers=alice.headers)).status_code == 204
-    # Its todos, which only the membership decides (the list itself is read as deleted).
+    # (A deleted list's reads and writes also check the list itself in the database, so this
+    # holds by that too; the membership ended with it is what the cache drops.)
     todos = await here.client.get(f"/api/todos?list_id={shared['id']}", headers=bob.headers)
     assert todos.status_code == 404
 
