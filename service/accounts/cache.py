@@ -17,12 +17,17 @@ AUTH_CACHE_MAX_STALENESS_MS. So:
   read (the generation): else a revocation between the read and the store would be lost;
 - every hit checks the session's expiry against the clock; entries are at most `max_entries`
   (least recently used go first).
+It also remembers the access tokens whose signature and claims it has checked (verifying the
+signature was most of what a cached request cost): the same string always checks the same
+way, so only its expiry is looked at again, and an expired one takes the full check (which
+says why it is refused).
 
 Lists and memberships are not watched for their own sake: who may read a list is in its
 memberships only (lists/access.py), and every change of that (a list deleted, handed over, a
 member removed) writes the memberships, which the stream brings.
 """
 
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +49,8 @@ DEFAULT_MAX_ENTRIES = 10_000
 
 Key = tuple[str, Join | None]
 Tag = tuple[str, Any]
+# A checked access token's user, session id and expiry (a UNIX time).
+Checked = tuple[PydanticObjectId, str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class AuthCache:
         self._max_entries = max_entries
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._tagged: dict[Tag, set[Key]] = {}
+        self._tokens: dict[str, Checked] = {}
         self.generation = 0
         if max_staleness_ms > 0:
             watcher.subscribe(self)
@@ -93,6 +101,22 @@ class AuthCache:
             return None
         self._entries.move_to_end((session_id, join))
         return entry.found
+
+    def checked(self, token: str) -> Checked | None:
+        """What an unexpired access token checked before says, if it was."""
+        found = self._tokens.get(token)
+        if found is None or found[2] <= time.time():
+            return None
+        return found
+
+    def keep_checked(self, token: str, checked: Checked) -> None:
+        """Remember a token whose signature and claims were just checked (bounded: the oldest
+        go first)."""
+        if not self.enabled:
+            return
+        if len(self._tokens) >= self._max_entries:
+            del self._tokens[next(iter(self._tokens))]
+        self._tokens[token] = checked
 
     def put(self, generation: int, found: Authenticated, join: Join | None) -> None:
         """Keep what the database said, read after `generation` was taken, unless something

@@ -89,16 +89,12 @@ async def authenticate_token(
     """
     if not token:
         raise Unauthorized("Not authenticated")
-    try:
-        claims = decode_access_token(token, tokens)
-        user_id = PydanticObjectId(claims["sub"])
-    except ExpiredTokenError as exc:
-        raise Unauthorized(TOKEN_EXPIRED, headers=INVALID_TOKEN) from exc
-    except (InvalidTokenError, InvalidId) as exc:
-        raise Unauthorized from exc
-    session_id: str = claims["sid"]
-    if not is_session_id(session_id):
-        raise Unauthorized
+    checked = None if cache is None else cache.checked(token)
+    if checked is None:
+        checked = _checked(token, tokens)
+        if cache is not None:
+            cache.keep_checked(token, checked)
+    user_id, session_id, expires = checked
     now = clock()
     found = None if cache is None else cache.get(session_id, user_id, join, now)
     if found is None:
@@ -110,7 +106,23 @@ async def authenticate_token(
         if cache is not None:
             cache.put(generation, found, join)
     bind_user(str(user_id))
-    return found, datetime.fromtimestamp(claims["exp"], UTC)
+    return found, datetime.fromtimestamp(expires, UTC)
+
+
+def _checked(token: str, tokens: TokenSettings) -> tuple[PydanticObjectId, str, float]:
+    """The user, session id and expiry of a valid access token; 401 otherwise (see
+    authenticate_token)."""
+    try:
+        claims = decode_access_token(token, tokens)
+        user_id = PydanticObjectId(claims["sub"])
+    except ExpiredTokenError as exc:
+        raise Unauthorized(TOKEN_EXPIRED, headers=INVALID_TOKEN) from exc
+    except (InvalidTokenError, InvalidId) as exc:
+        raise Unauthorized from exc
+    session_id: str = claims["sid"]
+    if not is_session_id(session_id):
+        raise Unauthorized
+    return user_id, session_id, float(claims["exp"])
 
 
 async def get_current_session(
