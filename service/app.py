@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from service.accounts import store as account_store
+from service.accounts.cache import AuthCache
 from service.accounts.models import Session
 from service.accounts.passwords import PasswordHasher
 from service.accounts.routes import auth_router, sessions_router, users_router
@@ -25,6 +26,7 @@ from service.core.metrics import metrics_endpoint
 from service.core.middleware import RequestMiddleware, method_not_allowed
 from service.core.routes_table import route_bodies, route_methods, route_templates
 from service.core.schemas import ErrorDetail
+from service.core.watch import MAX_AWAIT_MS, AccessWatcher
 from service.db import MongoDatabase, create_client, init_db, wait_for_database
 from service.errors import (
     DatabaseUnavailable,
@@ -38,6 +40,7 @@ from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
 from service.invitations.routes import router as invitations_router
 from service.lists import store as list_store
+from service.lists.deps import MEMBERSHIPS
 from service.lists.models import Membership, TodoList
 from service.lists.routes import router as lists_router
 from service.migrations import migrate
@@ -69,6 +72,8 @@ class AppState(TypedDict):
     clock: Clock
     trusted_proxies: tuple[IPNetwork, ...]
     feed: ChangeFeed
+    access: AccessWatcher
+    auth_cache: AuthCache
 
 
 async def _ensure_setting_indexes(settings: Settings) -> None:
@@ -88,19 +93,26 @@ async def _started(state: AppState, database: MongoDatabase) -> AsyncIterator[No
     await _ensure_setting_indexes(state["settings"])
     if dropped := await account_store.delete_legacy_sessions():
         logger.info("deleted %d sessions from before random session ids", dropped)
-    # One change stream per worker process, shared by every event stream; closed on exit.
-    feed = state["feed"]
-    await feed.start(
-        Todo.get_pymongo_collection(),
+    # Per worker process: one change stream on who may access what, which the
+    # authentication cache (subscribed when it was made) and the feed share, and the feed's
+    # own on todos, shared by every event stream; closed on exit.
+    feed, access = state["feed"], state["access"]
+    feed.watch_access(
+        access,
         sessions=Session.get_pymongo_collection(),
         memberships=Membership.get_pymongo_collection(),
         lists=TodoList.get_pymongo_collection(),
     )
+    await access.start(database)
     try:
-        with streams_end_on_exit_signal(feed):
-            yield
+        await feed.start(Todo.get_pymongo_collection())
+        try:
+            with streams_end_on_exit_signal(feed):
+                yield
+        finally:
+            await feed.stop()
     finally:
-        await feed.stop()
+        await access.stop()
 
 
 def create_app(
@@ -118,8 +130,13 @@ def create_app(
         expires=timedelta(minutes=settings.access_token_expire_minutes),
     )
 
+    staleness_ms = settings.auth_cache_max_staleness_ms
+    # The stream's heartbeat (an empty getMore) well within the bound the cache trusts it by.
+    max_await_ms = min(MAX_AWAIT_MS, max(10, staleness_ms // 4)) if staleness_ms else MAX_AWAIT_MS
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        access = AccessWatcher(max_await_ms=max_await_ms)
         state = AppState(
             settings=settings,
             tokens=tokens,
@@ -133,6 +150,8 @@ def create_app(
                 max_streams_per_worker=settings.max_streams_per_worker,
                 max_streams_per_user=settings.max_streams_per_user,
             ),
+            access=access,
+            auth_cache=AuthCache(access, max_staleness_ms=staleness_ms, joins=(MEMBERSHIPS,)),
         )
         if database is not None:
             await init_db(database)

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # Delta sync answers are complete up to the server's clock minus this lag: it covers
     # writes still in flight and clock differences between instances.
     sync_lag_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    # Authentication from memory (service/accounts/cache.py): a worker answers a request's
+    # session check from its cache only while its change stream has caught up within this
+    # many milliseconds; a revocation made on another worker is refused here within that.
+    # 0 turns the cache off (every request reads its session from the database).
+    auth_cache_max_staleness_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
     # Seconds of silence after which an open change feed stream gets a comment heartbeat.
     feed_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
     # At most this many changes are replayed when a stream resumes from Last-Event-ID; the

@@ -165,6 +165,14 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
+# Tests write lists and memberships through the stores too (tests/utils.py: create_list,
+# share_list), outside any request: with the authentication cache on, a worker learns of
+# those only from its change stream, a few milliseconds later, and the next request could
+# race it. So the cache is off unless a test turns it on (tests/accounts/test_auth_cache.py,
+# tests/test_round_trips.py), and everything else reads sessions from the database.
+CACHE_OFF = {"auth_cache_max_staleness_ms": 0}
+
+
 @pytest.fixture
 def settings(tmp_path: Any, settings_overrides: dict[str, Any]) -> Settings:
     return Settings(
@@ -172,7 +180,7 @@ def settings(tmp_path: Any, settings_overrides: dict[str, Any]) -> Settings:
         environment=Environment.PRODUCTION,
         secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]  # validated into SecretStr
         data_dir=tmp_path,
-        **settings_overrides,
+        **{**CACHE_OFF, **settings_overrides},
     )
 
 

@@ -188,6 +188,12 @@ class _Database(_DatabaseBase):  # type: ignore[misc]
         names: list[str] = self.delegate.list_collection_names(filter=filter, session=session)
         return names
 
+    # A database-wide change stream (the access stream, service/core/watch.py): none either.
+    async def watch(self, *args: Any, **kwargs: Any) -> Any:
+        raise OperationFailure(
+            NO_CHANGE_STREAMS["errmsg"], code=NO_CHANGE_STREAMS["code"], details=NO_CHANGE_STREAMS
+        )
+
     # mongomock implements neither ``hello`` nor ``isMaster``.
     async def command(self, command: str | _Doc, *args: Any, **kwargs: Any) -> _Doc:
         name = command if isinstance(command, str) else next(iter(command))

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from service.accounts import store, throttling
+from service.accounts.cache import AuthCache
 from service.accounts.models import USER_AGENT_MAX_LENGTH, User
 from service.accounts.passwords import PasswordHasher
 from service.accounts.store import Authenticated, Join
@@ -21,7 +22,7 @@ from service.accounts.tokens import (
     is_session_id,
 )
 from service.core.clock import Clock
-from service.core.context import bind_user
+from service.core.context import bind_access_listener, bind_user
 from service.core.deps import ClientIP, ClockDep, SettingsDep
 from service.errors import Unauthorized
 
@@ -39,7 +40,16 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return passwords
 
 
+async def get_auth_cache(request: Request) -> AuthCache:
+    """The worker's authentication cache; what the request revokes reaches it at once."""
+    cache: AuthCache = request.state.auth_cache
+    if cache.enabled:
+        bind_access_listener(cache.invalidate)
+    return cache
+
+
 TokenSettingsDep = Annotated[TokenSettings, Depends(get_token_settings)]
+AuthCacheDep = Annotated[AuthCache, Depends(get_auth_cache)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
@@ -58,7 +68,12 @@ INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 async def authenticate_token(
-    token: str | None, tokens: TokenSettings, clock: Clock, *, join: Join | None = None
+    token: str | None,
+    tokens: TokenSettings,
+    clock: Clock,
+    *,
+    join: Join | None = None,
+    cache: AuthCache | None = None,
 ) -> tuple[Authenticated, datetime]:
     """The user and session of a valid access token, and when the token expires.
 
@@ -69,9 +84,34 @@ async def authenticate_token(
     next request.
     A `sid` that isn't a session id's shape (an ObjectId of a session from before session ids
     were random, say) is refused without a query.
+    With `cache`, the worker's cache answers instead while it may (accounts/cache.py), and
+    what the database answered is kept there.
     """
     if not token:
         raise Unauthorized("Not authenticated")
+    checked = None if cache is None else cache.checked(token)
+    if checked is None:
+        checked = _checked(token, tokens)
+        if cache is not None:
+            cache.keep_checked(token, checked)
+    user_id, session_id, expires = checked
+    now = clock()
+    found = None if cache is None else cache.get(session_id, user_id, join, now)
+    if found is None:
+        # Taken before the read: a revocation heard meanwhile keeps the answer out.
+        generation = 0 if cache is None else cache.generation
+        found = await store.authenticate(session_id=session_id, user_id=user_id, now=now, join=join)
+        if found is None:
+            raise Unauthorized
+        if cache is not None:
+            cache.put(generation, found, join)
+    bind_user(str(user_id))
+    return found, datetime.fromtimestamp(expires, UTC)
+
+
+def _checked(token: str, tokens: TokenSettings) -> tuple[PydanticObjectId, str, float]:
+    """The user, session id and expiry of a valid access token; 401 otherwise (see
+    authenticate_token)."""
     try:
         claims = decode_access_token(token, tokens)
         user_id = PydanticObjectId(claims["sub"])
@@ -82,18 +122,14 @@ async def authenticate_token(
     session_id: str = claims["sid"]
     if not is_session_id(session_id):
         raise Unauthorized
-    found = await store.authenticate(session_id=session_id, user_id=user_id, now=clock(), join=join)
-    if found is None:
-        raise Unauthorized
-    bind_user(str(user_id))
-    return found, datetime.fromtimestamp(claims["exp"], UTC)
+    return user_id, session_id, float(claims["exp"])
 
 
 async def get_current_session(
-    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep
+    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep, cache: AuthCacheDep
 ) -> Authenticated:
     """The user and session of a valid access token; 401 for any unusable token."""
-    found, _ = await authenticate_token(token, tokens, clock)
+    found, _ = await authenticate_token(token, tokens, clock, cache=cache)
     return found
 
 

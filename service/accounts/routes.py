@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Query, status
+from fastapi import APIRouter, Depends, Form, Path, Query, status
 
 from service.accounts import service, store
 from service.accounts.deps import (
@@ -12,6 +12,7 @@ from service.accounts.deps import (
     SignupLimit,
     TokenSettingsDep,
     UserAgent,
+    get_auth_cache,
 )
 from service.accounts.schemas import (
     EMAIL_MAX_LENGTH,
@@ -38,10 +39,16 @@ from service.errors import (
 )
 
 auth_router = APIRouter(tags=["auth"])
+# A login past the session cap and a reused refresh token revoke sessions without a bearer
+# token: these routes bind the worker's cache too, so that it hears of it at once.
+HEARS_REVOCATIONS = [Depends(get_auth_cache)]
 
 
 @auth_router.post(
-    "/token", summary="Log in", responses=error_responses(Unauthorized, TooManyRequests)
+    "/token",
+    summary="Log in",
+    responses=error_responses(Unauthorized, TooManyRequests),
+    dependencies=HEARS_REVOCATIONS,
 )
 async def login(
     username: Annotated[str, Form(max_length=EMAIL_MAX_LENGTH, description="Your email.")],
@@ -77,6 +84,7 @@ async def login(
     "/token/refresh",
     summary="Refresh tokens",
     responses=error_responses(Unauthorized, TooManyRequests),
+    dependencies=HEARS_REVOCATIONS,
 )
 async def refresh_tokens(
     body: RefreshRequest,

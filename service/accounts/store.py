@@ -24,8 +24,14 @@ from service.accounts.models import (
 )
 from service.core.budget import budgeted
 from service.core.store import update_then_read
+from service.core.watch import changed_here
 from service.db import supports_transactions
 from service.errors import Conflict
+
+# Every write here that changes what a session may do (a revocation, a user changed or
+# deleted) tells this worker's authentication cache before it returns (core.watch): refused
+# on the very next request. A user's changes name the user: all their entries go.
+USERS, SESSIONS = User.Settings.name, Session.Settings.name
 
 
 @budgeted
@@ -65,6 +71,7 @@ async def get_user_by_email(*, email: str) -> User | None:
 async def set_password_hash(*, user_id: PydanticObjectId, hashed_password: str) -> None:
     """Replace a user's password hash (after an upgrade to the current algorithm)."""
     await User.find_one(User.id == user_id).update({"$set": {"hashed_password": hashed_password}})
+    changed_here(USERS, user_id)
 
 
 @budgeted
@@ -76,6 +83,7 @@ async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> 
         )
     except DuplicateKeyError as exc:
         raise Conflict("Email already registered.") from exc
+    changed_here(USERS, user_id)
     return None if stored is None else User.model_validate(stored)
 
 
@@ -101,6 +109,7 @@ async def in_transaction(steps: TransactionSteps) -> None:
 async def delete_user(*, user_id: PydanticObjectId, session: AsyncClientSession | None) -> None:
     """Delete the user document (only: see service.delete_everything_of)."""
     await User.get_pymongo_collection().delete_many({"_id": user_id}, session=session)
+    changed_here(USERS, user_id)
 
 
 @budgeted
@@ -109,6 +118,7 @@ async def delete_sessions_of(
 ) -> None:
     """Delete every session of the user, active or not."""
     await Session.get_pymongo_collection().delete_many({"user_id": user_id}, session=session)
+    changed_here(USERS, user_id)
 
 
 # A revoked session is kept this long at most (for reuse detection to answer 401 quietly,
@@ -166,9 +176,9 @@ async def revoke_oldest_sessions(*, user_id: PydanticObjectId, keep: int, now: d
         .to_list(None)
     )
     if beyond:
-        await collection.update_many(
-            {"_id": {"$in": [doc["_id"] for doc in beyond]}, "revoked": False}, _revoke(now)
-        )
+        revoked = [doc["_id"] for doc in beyond]
+        await collection.update_many({"_id": {"$in": revoked}, "revoked": False}, _revoke(now))
+        changed_here(SESSIONS, *revoked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,15 +189,21 @@ class Authenticated:
     user: User
     session_id: str
     joined: list[dict[str, Any]] = field(default_factory=list)
+    # When the session ends (its refresh cap), for a cached copy to check on every use.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Join:
     """Documents of another feature read with the session in the same round trip: those of
-    `collection` whose `foreign_field` is the user's id (a member's memberships, say)."""
+    `collection` whose `foreign_field` is the user's id (a member's memberships, say).
+    `refers` names, as (field, collection), the other documents each one is about (a
+    membership's list): a write to one of those (a list's memberships ended) names them in
+    core.watch.changed_here."""
 
     collection: str
     foreign_field: str
+    refers: tuple[tuple[str, str], ...] = ()
 
     def lookup(self, into: str) -> dict[str, Any]:
         """The $lookup stage that reads them (by the session's user_id) into `into`."""
@@ -221,6 +237,7 @@ async def authenticate(
         user=User.model_validate(found[0]["u"][0]),
         session_id=session_id,
         joined=found[0].get("j", []),
+        expires_at=found[0]["expires_at"],
     )
 
 
@@ -282,6 +299,7 @@ async def rotate_refresh_token(
     # A token this session has already rotated away: whoever holds it (the thief or the
     # user) can't be told apart, so the session ends.
     await collection.update_one({"_id": session_id, "revoked": False}, _revoke(now))
+    changed_here(SESSIONS, session_id)
     return RefreshResult(RefreshOutcome.REUSED)
 
 
@@ -304,6 +322,7 @@ async def revoke_session(*, user_id: PydanticObjectId, session_id: str, now: dat
     result = await Session.get_pymongo_collection().update_one(
         {"_id": session_id, "user_id": user_id}, _revoke(now)
     )
+    changed_here(SESSIONS, session_id)
     return result.matched_count == 1
 
 
@@ -313,6 +332,7 @@ async def revoke_all_sessions(*, user_id: PydanticObjectId, now: datetime) -> in
     result = await Session.get_pymongo_collection().update_many(
         {"user_id": user_id, "revoked": False}, _revoke(now)
     )
+    changed_here(USERS, user_id)
     return result.modified_count
 
 

@@ -4,14 +4,20 @@ The request middleware (service/core/middleware.py) sets one `RequestContext` pe
 context variable; dependencies fill in what they learn (the user id), log lines read it.
 """
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
+
+# Hears what the request changed of who may access what (core/watch.py: changed_here).
+AccessListener = Callable[[str, tuple[Any, ...]], None]
 
 
 @dataclass
 class RequestContext:
     request_id: str
     user_id: str | None = None
+    access_listener: AccessListener | None = None
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("request_context", default=None)
@@ -35,3 +41,16 @@ def bind_user(user_id: str) -> None:
     """Record who the request is from, for its log line."""
     if (context := _current.get()) is not None:
         context.user_id = user_id
+
+
+def bind_access_listener(listener: AccessListener) -> None:
+    """Make `listener` (the worker's authentication cache) hear what this request changes of
+    who may access what (core/watch.py: changed_here)."""
+    if (context := _current.get()) is not None:
+        context.access_listener = listener
+
+
+def access_listener() -> AccessListener | None:
+    """The listener the request bound, if any."""
+    context = _current.get()
+    return None if context is None else context.access_listener

@@ -14,12 +14,12 @@ opens and kept current by the feed. A resuming client first catches up on a chan
 its own (filtered by those lists on the server), read one batch at a time, and then reads the
 shared one, skipping what the catch-up covered.
 
-One more change stream, on the whole database but filtered on the server to a few kinds of
-change and without post-images, applies what changes who may read what: memberships (added,
+The worker's access stream (service/core/watch.py: one per worker, shared with the
+authentication cache), on the whole database but filtered on the server to a few kinds of
+change and without post-images, brings what changes who may read what: memberships (added,
 removed, a role changed) and lists (created, renamed, deleted, ...) update the open
 subscriptions at once and become list events; sessions revoked or deleted (logout, password
-change, account deletion, on any worker) end their streams with `event: revoked`. One stream
-for all three, not one each: every change stream reads every write of the oplog.
+change, account deletion, on any worker) end their streams with `event: revoked`.
 
 Each open stream holds one of its user's slots (store), leased in MongoDB and renewed by the
 feed while the stream runs. The feed runs outside any request, so no per-request database
@@ -28,12 +28,11 @@ time budget applies to it.
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from service.core.clock import utc_now
+from service.core.tasks import cancel_until_done as _cancel_until_done
+from service.core.tasks import close_quietly as _close_quietly
+from service.core.tasks import in_empty_context as _in_empty_context
+from service.core.watch import AccessWatcher
 from service.events import changes, store
 from service.events.changes import Change, ListEvent, TodoEvent
 from service.events.store import SlotLease
@@ -58,9 +61,6 @@ RESUME_TOKEN_PATTERN = r"^[0-9A-Fa-f]{2,1024}$"  # noqa: S105 -- a pattern, not 
 _RESUME_TOKEN_RE = re.compile(RESUME_TOKEN_PATTERN)
 # Change-stream errors meaning "that point is gone from the server's history".
 _HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost
-# ... and those meaning the control stream can't resume where it was (also: a token of an
-# invalidate event, which resumeAfter refuses).
-_CANNOT_RESUME = {*_HISTORY_LOST, 260}  # InvalidResumeToken
 _OPERATIONS: dict[str, Any] = {
     "$match": {"operationType": {"$in": ["insert", "update", "replace"]}}
 }
@@ -69,10 +69,8 @@ RETRY_DELAY = 1.0
 CATCH_UP_BATCH = 100
 # How often a worker renews the leases of its users' stream slots (well within their LEASE).
 LEASE_RENEWAL_SECONDS = store.LEASE.total_seconds() / 3
-# On stop: how often to repeat the cancellation of a background task, and how long closing
-# the change streams and freeing this worker's slots may take in all (with the database down,
-# each call would otherwise wait a server selection timeout).
-STOP_POLL_SECONDS = 0.1
+# On stop: how long closing the change streams and freeing this worker's slots may take in
+# all (with the database down, each call would otherwise wait a server selection timeout).
 CLOSE_TIMEOUT_SECONDS = 1.0
 # The control stream's read of a changed membership gives up after (then resumes before it).
 LOOKUP_TIMEOUT_SECONDS = 5.0
@@ -200,13 +198,13 @@ class CatchUp:
 
 @dataclass(frozen=True, slots=True)
 class _Watched:
-    """The collections of the control stream, by name (None: not watched)."""
+    """The collections of the access stream the feed acts on, by name (None: not watched)."""
 
     sessions: str | None = None
     memberships: str | None = None
     lists: str | None = None
 
-    def pipeline(self) -> list[dict[str, Any]]:
+    def branches(self) -> list[dict[str, Any]]:
         """Only the changes the feed acts on, filtered on the server: the rest of the
         database's writes (todo counts on lists, session refreshes, ...) never come back."""
         branches: list[dict[str, Any]] = []
@@ -233,12 +231,12 @@ class _Watched:
                 changed(self.lists, "version"),
                 changed(self.lists, "deleted_at"),
             ]
-        return [{"$match": {"$or": branches}}]
+        return branches
 
 
 class ChangeFeed:
-    """The worker's change streams (todos; memberships, lists and sessions) and its
-    subscribers."""
+    """The worker's change stream of todos and its subscribers; what changes who reads what
+    comes from the worker's access stream (`watch_access`)."""
 
     def __init__(
         self,
@@ -272,8 +270,6 @@ class ChangeFeed:
         # When the last subscriber left (or the feed started): the todo stream closes
         # IDLE_CLOSE_SECONDS later if nobody subscribed meanwhile.
         self._idle_since: float | None = None
-        self._control_token: Mapping[str, Any] | None = None
-        self._control_stream: AsyncChangeStream[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Fire-and-forget database calls (freeing a slot, closing a catch-up stream), made
         # outside the request that asked for them: a cancelled response can't cancel them.
@@ -288,31 +284,34 @@ class ChangeFeed:
     def subscriber_count(self) -> int:
         return sum(len(subscribers) for subscribers in self._by_user.values())
 
-    async def start(
+    def watch_access(
         self,
-        collection: AsyncCollection[dict[str, Any]],
+        watcher: AccessWatcher,
         *,
         sessions: AsyncCollection[dict[str, Any]] | None = None,
         memberships: AsyncCollection[dict[str, Any]] | None = None,
         lists: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
-        """Watch the todos `collection`, and in one more stream `sessions` (revocations),
-        `memberships` and `lists` (who reads what), those given, all in its database; if the
-        server can't (a standalone server has no change streams), the feed stays unavailable."""
-        self._stopping = False
-        self._collection = collection
-        self._database = collection.database
+        """Act on the changes of `sessions` (revocations), `memberships` and `lists` (who
+        reads what), those given, as the worker's access stream brings them (call before the
+        watcher starts)."""
         self._watched = _Watched(
             *(
                 None if watched is None else watched.name
                 for watched in (sessions, memberships, lists)
             )
         )
-        controlled = self._watched != _Watched()
+        if self._watched != _Watched():
+            watcher.subscribe(self)
+
+    async def start(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        """Watch the todos `collection`; if the server can't (a standalone server has no
+        change streams), the feed stays unavailable."""
+        self._stopping = False
+        self._collection = collection
+        self._database = collection.database
         try:
             stream = await self._opened()
-            if controlled:
-                self._control_stream = await self._open_control()
         except PyMongoError as exc:
             logger.warning("live change feed unavailable (no change streams): %s", exc)
             with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
@@ -323,9 +322,6 @@ class ChangeFeed:
         self._token = stream.resume_token
         self._idle_since = None if self._by_user else time.monotonic()
         loops = [self._run(), self._renew_leases()]
-        if self._control_stream is not None:
-            self._control_token = self._control_stream.resume_token
-            loops.append(self._watch_control())
         self._tasks = [_in_empty_context(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -345,8 +341,7 @@ class ChangeFeed:
             await _cancel_until_done(self._tasks)
             self._tasks = []
             with pymongo.timeout(CLOSE_TIMEOUT_SECONDS):
-                for stream in (self._stream, self._control_stream):
-                    await _close_quietly(stream)
+                await _close_quietly(self._stream)
                 if self.available:
                     with contextlib.suppress(PyMongoError):
                         await store.release_worker_slots(worker=self._worker)
@@ -355,7 +350,7 @@ class ChangeFeed:
             # meanwhile may have started another.
             while running := [task for task in self._cleanups if not task.done()]:
                 await _cancel_until_done(running)
-            self._stream = self._control_stream = None
+            self._stream = None
             self.available = False
 
     def close_subscribers(self) -> None:
@@ -648,50 +643,23 @@ class ChangeFeed:
 
     # ---- memberships, lists and sessions ----
 
-    async def _open_control(self) -> AsyncChangeStream[dict[str, Any]]:
-        if self._database is None:
-            raise RuntimeError("the change feed was not started")
-        pipeline = self._watched.pipeline()
-        try:
-            return await self._database.watch(
-                pipeline, resume_after=self._control_token, max_await_time_ms=500
-            )
-        except OperationFailure as exc:
-            if self._control_token is None or exc.code not in _CANNOT_RESUME:
-                raise
-        # What changed while it was away is lost: every stream ends, and its client
-        # reconnects (its session checked, its lists read again) with Last-Event-ID.
-        logger.warning("the control stream can't resume: ending every stream")
-        self._control_token = None
-        self.close_subscribers()
-        return await self._database.watch(pipeline, max_await_time_ms=500)
+    def branches(self) -> list[dict[str, Any]]:
+        """The changes of the access stream the feed acts on (AccessSubscriber)."""
+        return self._watched.branches()
 
-    async def _watch_control(self) -> None:
-        """Apply each membership, list and session change to the open streams, whichever
-        worker it was made on; resumes where it was after a failure."""
-        while not self._stopping:
-            try:
-                if self._control_stream is None:
-                    self._control_stream = await self._open_control()
-                event = await self._control_stream.try_next()
-                if event is not None:
-                    with _skipped_if_unreadable(event):
-                        await self._on_control(event)
-            except PyMongoError as exc:
-                logger.warning("control stream failed, resuming in %ss: %s", RETRY_DELAY, exc)
-                await _close_quietly(self._control_stream)
-                self._control_stream = None
-                await asyncio.sleep(RETRY_DELAY)
-                continue
-            if event is None:
-                self._control_token = self._control_stream.resume_token
-                if not self._control_stream.alive:
-                    logger.warning("control stream closed by the server; reopening")
-                    self._control_stream = None
-                    await asyncio.sleep(RETRY_DELAY)
-                continue
-            # Only once it was applied: a failure above resumes before it.
-            self._control_token = event["_id"]
+    async def on_change(self, event: Mapping[str, Any]) -> None:
+        """Apply a membership, list or session change to the open streams, whichever worker
+        it was made on (AccessSubscriber)."""
+        await self._on_control(event)
+
+    def on_interrupted(self) -> None:
+        """The access stream resumes where it was: nothing is lost (AccessSubscriber)."""
+
+    def on_gap(self) -> None:
+        """What changed while the access stream was away is lost: every stream ends, and its
+        client reconnects (its session checked, its lists read again) with Last-Event-ID."""
+        logger.warning("the access stream can't resume: ending every stream")
+        self.close_subscribers()
 
     async def _on_control(self, event: Mapping[str, Any]) -> None:
         collection = (event.get("ns") or {}).get("coll")
@@ -699,7 +667,10 @@ class ChangeFeed:
         key = (event.get("documentKey") or {}).get("_id")
         updated = (event.get("updateDescription") or {}).get("updatedFields") or {}
         if collection == self._watched.sessions:
-            self.revoke_session(str(key))
+            # The access stream carries the changes other subscribers need too: only a
+            # revocation or a deletion ends streams.
+            if operation == "delete" or updated.get("revoked") is True:
+                self.revoke_session(str(key))
         elif collection == self._watched.memberships:
             await self._on_membership(operation, key, event.get("fullDocument"), updated)
         elif collection == self._watched.lists:
@@ -725,7 +696,7 @@ class ChangeFeed:
             else:
                 self._added(list_id, user_id, Role(document["role"]))
             return
-        if operation != "update":
+        if operation != "update" or not {"removed_at", "role"} & updated.keys():
             return
         # An update's description lacks the list and the user: read them (rare writes).
         with pymongo.timeout(LOOKUP_TIMEOUT_SECONDS):
@@ -855,12 +826,6 @@ def _resume_error(exc: OperationFailure) -> Exception:
     return InvalidResumeTokenError(str(exc))
 
 
-def _in_empty_context(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A background task in an empty context: no request's settings (its database time
-    budget, its request id) leak into it."""
-    return asyncio.create_task(coroutine, context=contextvars.Context())
-
-
 async def _quietly(call: Awaitable[None]) -> None:
     """Run a best-effort database call; a failure is logged, not raised."""
     try:
@@ -868,37 +833,3 @@ async def _quietly(call: Awaitable[None]) -> None:
             await call
     except PyMongoError as exc:
         logger.warning("feed cleanup failed: %s", exc)
-
-
-async def _close_quietly(stream: AsyncChangeStream[dict[str, Any]] | None) -> None:
-    """Close a change stream, if any; a failure to (the database is down, say) is ignored."""
-    if stream is not None:
-        with contextlib.suppress(PyMongoError):
-            await stream.close()
-
-
-async def _cancel_until_done(tasks: Iterable[asyncio.Task[None]]) -> None:
-    """Cancel the tasks and wait for them to end, cancelling again for as long as any runs.
-
-    One cancellation can get lost inside pymongo: on Python 3.11, asyncio.wait_for (which
-    pymongo uses to send a command and in its server selection loop) swallows a cancellation
-    that arrives just as what it waits for completes. With the database down, the command then
-    fails, `_run` takes that for a failed stream and resumes: the task would run, and a
-    shutdown waiting for it, forever. If the caller is itself cancelled meanwhile, the tasks
-    are still seen to their end first: left running, they would outlive the app.
-    """
-    tasks = list(tasks)
-    pending = {task for task in tasks if not task.done()}
-    interrupted: asyncio.CancelledError | None = None
-    while pending:
-        for task in pending:
-            task.cancel()
-        try:
-            _, pending = await asyncio.wait(pending, timeout=STOP_POLL_SECONDS)
-        except asyncio.CancelledError as exc:
-            interrupted = exc
-    for task in tasks:
-        if not task.cancelled() and (error := task.exception()) is not None:
-            logger.error("feed task %s had failed", task.get_name(), exc_info=error)
-    if interrupted is not None:
-        raise interrupted

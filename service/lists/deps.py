@@ -6,22 +6,30 @@ from typing import Annotated
 from beanie import PydanticObjectId
 from fastapi import Depends, Path
 
-from service.accounts.deps import BearerToken, TokenSettingsDep, authenticate_token
+from service.accounts.deps import AuthCacheDep, BearerToken, TokenSettingsDep, authenticate_token
 from service.accounts.store import Join
 from service.core.deps import ClockDep
 from service.lists.access import ADMIN, READ, WRITE, Caller
-from service.lists.models import Membership, Role
+from service.lists.models import Membership, Role, TodoList
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 
-# The caller's memberships are read with their session: one round trip for both.
-MEMBERSHIPS = Join(collection=Membership.Settings.name, foreign_field="user_id")
+# The caller's memberships are read with their session: one round trip for both (none when
+# the worker's cache has them). Each is about its list: a write that ends a list's
+# memberships names the list (store.end_memberships_of_list).
+MEMBERSHIPS = Join(
+    collection=Membership.Settings.name,
+    foreign_field="user_id",
+    refers=(("list_id", TodoList.Settings.name),),
+)
 
 
-async def get_caller(token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep) -> Caller:
+async def get_caller(
+    token: BearerToken, tokens: TokenSettingsDep, clock: ClockDep, cache: AuthCacheDep
+) -> Caller:
     """The user of a valid access token with their role in every list they can read; 401 for
     any unusable token (accounts/deps.authenticate_token)."""
-    found, _ = await authenticate_token(token, tokens, clock, join=MEMBERSHIPS)
+    found, _ = await authenticate_token(token, tokens, clock, join=MEMBERSHIPS, cache=cache)
     return Caller.of(found.user, found.session_id, found.joined)
 
 

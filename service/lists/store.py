@@ -20,6 +20,7 @@ from service.accounts.models import User
 from service.core.budget import budgeted
 from service.core.clock import utc_now
 from service.core.store import StoredDocument, ensure_ttl_index
+from service.core.watch import changed_here
 from service.errors import Conflict, NotFound
 from service.lists.access import LIST_NOT_FOUND
 from service.lists.models import DEFAULT_LIST_NAME, Membership, Role, TodoList
@@ -30,6 +31,17 @@ _USERS = User.Settings.name
 
 def _lists() -> AsyncCollection[StoredDocument]:
     return TodoList.get_pymongo_collection()
+
+
+# Every write of memberships tells this worker's authentication cache (core.watch) before it
+# returns: the member's next request here reads their roles anew. By member where the write
+# knows them, else by list.
+def _members_changed(*user_ids: PydanticObjectId) -> None:
+    changed_here(User.Settings.name, *user_ids)
+
+
+def _lists_changed(*list_ids: PydanticObjectId) -> None:
+    changed_here(TodoList.Settings.name, *list_ids)
 
 
 def _memberships() -> AsyncCollection[StoredDocument]:
@@ -94,6 +106,7 @@ async def create_list(
     try:
         await _lists().insert_one(stored)
         await _memberships().insert_one(_membership(stored["_id"], owner_id, Role.OWNER, now))
+        _members_changed(owner_id)
     except Exception:
         with contextlib.suppress(PyMongoError):
             await _lists().update_one({"_id": owner_id}, {"$inc": {"owned_lists": -1}})
@@ -130,6 +143,7 @@ async def add_member(
     added = revived.modified_count == 1 or await _insert_ignoring_duplicate(
         _memberships(), _membership(list_id, user_id, role, now)
     )
+    _members_changed(user_id)
     if not added:
         await _lists().update_one(
             {"_id": list_id, "member_count": {"$gt": 1}},
@@ -463,6 +477,7 @@ async def set_role(
         },
         {"$set": {"role": role.value, "updated_at": now}},
     )
+    _members_changed(user_id)
     return result.modified_count == 1
 
 
@@ -477,6 +492,7 @@ async def end_membership(
     result = await _memberships().update_one(
         query, {"$set": {"removed_at": now, "updated_at": now}}
     )
+    _members_changed(user_id)
     return result.modified_count == 1
 
 
@@ -489,6 +505,7 @@ async def end_memberships_of_list(
         {"list_id": list_id, "user_id": {"$ne": keep}, **LIVE_MEMBER},
         {"$set": {"removed_at": now, "updated_at": now}},
     )
+    _lists_changed(list_id)
 
 
 # ---- tombstones ----
@@ -706,6 +723,7 @@ async def delete_lists_of(*, user_id: PydanticObjectId, now: datetime) -> list[P
         {"list_id": {"$in": list_ids}, **LIVE_MEMBER},
         {"$set": {"removed_at": now, "updated_at": now}},
     )
+    _lists_changed(*list_ids)
     return list_ids
 
 
@@ -739,6 +757,7 @@ async def leave_all_lists(
         )
         if ended.modified_count != 1:
             continue
+        _members_changed(user_id)
         left += 1
         await _lists().update_one(
             {"_id": membership["list_id"], "member_count": {"$gt": 1}},

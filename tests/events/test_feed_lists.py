@@ -1,7 +1,8 @@
 """Membership and list changes reach open streams at once: who reads what, and list events.
 
-The feed's handling of each change-stream event is driven here with the events the control
-stream delivers (both tiers: a membership update reads the membership by id); the last tests
+The feed's handling of each change-stream event is driven here with the events the worker's
+access stream (service/core/watch.py) delivers (both tiers: a membership update reads the
+membership by id); the last tests
 write through the lists store and watch the real change streams (wire tier).
 """
 
@@ -16,6 +17,7 @@ from pymongo.errors import OperationFailure
 
 from service.accounts.models import Session
 from service.core.clock import utc_now
+from service.core.watch import AccessWatcher
 from service.db import MongoDatabase, init_db
 from service.events.changes import Change, ListEvent, TodoEvent
 from service.events.feed import ChangeFeed, Item, Subscription, _Watched
@@ -262,37 +264,23 @@ async def test_a_revoked_or_deleted_session_ends_its_streams() -> None:
     assert [stream.revoked for stream in streams] == [True, True, False]
 
 
-class ForgetfulDatabase:
-    """A database whose change streams can't resume (their history is gone)."""
-
-    def __init__(self) -> None:
-        self.opened: list[Any] = []
-
-    async def watch(self, pipeline: list[dict[str, Any]], **options: Any) -> str:
-        if options.get("resume_after") is not None:
-            raise OperationFailure("history lost", code=286)
-        self.opened.append(options)
-        return "a stream from now on"
-
-
-async def test_a_control_stream_that_cant_resume_ends_every_stream_and_starts_afresh() -> None:
+async def test_changes_the_access_stream_carries_for_the_cache_end_nothing() -> None:
+    """The worker's access stream also brings what the authentication cache needs (a
+    membership's other fields, a user changed): the feed acts on its own changes only."""
     feed = control_feed()
-    database = ForgetfulDatabase()
-    feed._database = database  # type: ignore[assignment]  # only watch() is called
-    feed._control_token = {"_data": "82CC"}
-    streams = [feed.subscribe(user, lists=[user]) for user in (ALICE, BOB)]
-    opened: Any = await feed._open_control()
-    assert opened == "a stream from now on"
-    # What changed while it was away is lost: every client reconnects (session checked, lists
-    # read again) with Last-Event-ID.
-    assert [queued(stream) for stream in streams] == [[None], [None]]
-    assert feed.subscriber_count == 0
-    assert feed._control_token is None
-    assert database.opened == [{"max_await_time_ms": 500}]
+    stream = feed.subscribe(BOB, "s1", lists=[BOB, SHARED])
+    await feed._on_control(control_event("sessions", "update", "s1", updated={"ip": "x"}))
+    # Neither its role nor its end: nothing to read, nothing told.
+    await feed._on_control(
+        control_event("memberships", "update", PydanticObjectId(), updated={"added_at": 1})
+    )
+    await feed._on_control(control_event("users", "update", BOB, updated={"fname": "B"}))
+    assert queued(stream) == []
+    assert not stream.revoked
 
 
 class ScriptedStream:
-    """A control stream that delivers the given events, then waits."""
+    """An access stream that delivers the given events, then waits."""
 
     def __init__(self, events: list[dict[str, Any]]) -> None:
         self._events = events
@@ -309,6 +297,37 @@ class ScriptedStream:
         self.alive = False
 
 
+class ForgetfulDatabase:
+    """A database whose change streams can't resume (their history is gone)."""
+
+    def __init__(self) -> None:
+        self.opened: list[Any] = []
+
+    async def watch(self, pipeline: list[dict[str, Any]], **options: Any) -> ScriptedStream:
+        if options.get("resume_after") is not None:
+            raise OperationFailure("history lost", code=286)
+        self.opened.append(options)
+        return ScriptedStream([])
+
+
+async def test_an_access_stream_that_cant_resume_ends_every_stream_and_starts_afresh() -> None:
+    feed = control_feed()
+    watcher = AccessWatcher()
+    watcher.subscribe(feed)
+    database = ForgetfulDatabase()
+    watcher._database = database  # type: ignore[assignment]  # only watch() is called
+    watcher._token = {"_data": "82CC"}
+    streams = [feed.subscribe(user, lists=[user]) for user in (ALICE, BOB)]
+    await watcher._open()
+    assert isinstance(watcher._stream, ScriptedStream)
+    # What changed while it was away is lost: every client reconnects (session checked, lists
+    # read again) with Last-Event-ID.
+    assert [queued(stream) for stream in streams] == [[None], [None]]
+    assert feed.subscriber_count == 0
+    assert watcher._token == {"_data": "82CC"}  # the new stream's
+    assert database.opened == [{"max_await_time_ms": 500}]
+
+
 async def test_a_change_the_feed_cant_read_is_logged_and_skipped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -316,10 +335,12 @@ async def test_a_change_the_feed_cant_read_is_logged_and_skipped(
     stream = feed.subscribe(BOB, "s1", lists=[BOB])
     malformed = control_event("memberships", "insert", PydanticObjectId(), document={"role": 1})
     revoked = control_event("sessions", "delete", "s1")
-    feed._control_stream = ScriptedStream([malformed, revoked])  # type: ignore[assignment]  # duck-typed
-    task = asyncio.create_task(feed._watch_control())
+    watcher = AccessWatcher()
+    watcher.subscribe(feed)
+    watcher._stream = ScriptedStream([malformed, revoked])  # type: ignore[assignment]  # duck-typed
+    task = asyncio.create_task(watcher._run())
     try:
-        # The control task goes on: the revocation after it still ends the stream.
+        # The watcher goes on: the revocation after it still ends the stream.
         assert await asyncio.wait_for(stream.queue.get(), 5) is None
     finally:
         task.cancel()
@@ -333,18 +354,22 @@ async def test_a_change_the_feed_cant_read_is_logged_and_skipped(
 
 @asynccontextmanager
 async def started_feed() -> AsyncIterator[ChangeFeed]:
-    feed = ChangeFeed()
-    await feed.start(
-        Todo.get_pymongo_collection(),
+    feed, watcher = ChangeFeed(), AccessWatcher()
+    feed.watch_access(
+        watcher,
         sessions=Session.get_pymongo_collection(),
         memberships=Membership.get_pymongo_collection(),
         lists=TodoList.get_pymongo_collection(),
     )
+    await watcher.start(Todo.get_pymongo_collection().database)
+    await feed.start(Todo.get_pymongo_collection())
     try:
         assert feed.available
+        assert watcher.available
         yield feed
     finally:
         await feed.stop()
+        await watcher.stop()
 
 
 async def next_item(subscription: Subscription) -> Item:

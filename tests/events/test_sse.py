@@ -16,10 +16,11 @@ from pymongo.errors import AutoReconnect
 from starlette.requests import ClientDisconnect
 
 from service.core.clock import utc_now
+from service.core.tasks import cancel_until_done as _cancel_until_done
 from service.events import changes
 from service.events import feed as feed_module
 from service.events.changes import Change
-from service.events.feed import ChangeFeed, _cancel_until_done
+from service.events.feed import ChangeFeed
 from service.events.service import OpenStream
 from service.events.sse import (
     EventStreamResponse,
