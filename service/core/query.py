@@ -50,9 +50,11 @@ def query_reader(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
 
 
 def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` documenting `model`'s fields as query parameters, exactly as FastAPI
-    documents `Annotated[model, Query()]`, with schema references inlined (the main schema
-    doesn't hold the components they point to)."""
+    """`openapi_extra` documenting `model`'s fields as query parameters, and the 422 for bad
+    ones, exactly as FastAPI documents `Annotated[model, Query()]`. The parameters' schema
+    references are inlined (the main schema doesn't hold the components they point to); the
+    422's stays a reference to FastAPI's HTTPValidationError, which every app with a validated
+    route has."""
     probe = FastAPI()
 
     @probe.get("/")
@@ -61,8 +63,11 @@ def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
 
     schema = probe.openapi()
     components = schema.get("components", {}).get("schemas", {})
-    parameters = schema["paths"]["/"]["get"]["parameters"]
-    return {"parameters": [_inlined(parameter, components) for parameter in parameters]}
+    operation = schema["paths"]["/"]["get"]
+    return {
+        "parameters": [_inlined(parameter, components) for parameter in operation["parameters"]],
+        "responses": {"422": operation["responses"]["422"]},
+    }
 
 
 def _inlined(value: Any, components: dict[str, Any]) -> Any:

@@ -61,6 +61,8 @@ def test_documents_the_parameters_fastapi_would_with_references_inlined() -> Non
     sort = next(p for p in ours if p["name"] == "sort")
     assert "$ref" not in str(sort)
     assert {"enum": [s.value for s in TodoSort]}.items() <= sort["schema"]["anyOf"][0].items()
+    read, fastapi_reads = (schema["paths"][path]["get"] for path in ("/read", "/fastapi"))
+    assert read["responses"]["422"] == fastapi_reads["responses"]["422"]
 
 
 def test_the_todo_query_documents_all_its_fields() -> None:
