@@ -1,5 +1,6 @@
 """The application factory and its lifespan."""
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -106,13 +107,14 @@ async def _started(state: AppState, database: MongoDatabase) -> AsyncIterator[No
     await access.start(database)
     try:
         await feed.start(Todo.get_pymongo_collection())
-        try:
-            with streams_end_on_exit_signal(feed):
-                yield
-        finally:
-            await feed.stop()
+        with streams_end_on_exit_signal(feed):
+            yield
     finally:
-        await access.stop()
+        # Side by side: with the database down, each waits out its own close deadline.
+        stopped = await asyncio.gather(feed.stop(), access.stop(), return_exceptions=True)
+        for outcome in stopped:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 def create_app(
