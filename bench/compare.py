@@ -26,7 +26,6 @@ import os
 import platform
 import secrets
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from pymongo import MongoClient
 
 from bench import procstat, wrk
 from bench.compare_report import OPS, write_report
-from bench.run import ROOT, Bench, Deadline, Service, _git_commit, _versions
+from bench.run import ROOT, Bench, Deadline, Service, _git_commit, _versions, run_command
 from bench.tutorial import seed as tutorial_seed
 from service.embedded import EmbeddedDatabase
 
@@ -483,21 +482,8 @@ def run(args: argparse.Namespace) -> Path:
     return json_path
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        path = run(args)
-    except KeyboardInterrupt:
-        logger.error("interrupted; everything started was stopped, partial results written")
-        return 130
-    logger.info("wrote %s and its .md/.png", path)
-    return 0
+    return run_command(parse_args, run, argv)
 
 
 if __name__ == "__main__":

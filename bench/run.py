@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -732,9 +732,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(
+    parse: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], Path],
+    argv: list[str] | None = None,
+) -> int:
+    """A benchmark's command line: logging, the arguments, `run`, and an exit code (130 when
+    interrupted, after everything started was stopped)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
+    args = parse(argv)
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so everything started gets stopped.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -744,6 +750,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     logger.info("wrote %s and its .md/.png", path)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(parse_args, run, argv)
 
 
 if __name__ == "__main__":
