@@ -166,6 +166,27 @@ def _arguments(keyword: str) -> list[str]:
     return [arguments for found, arguments in _final_stage() if found == keyword]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${SET}", "value"),
+        ("${UNSET}", ""),
+        ("${UNSET:-fallback}", "fallback"),
+        ("${EMPTY:-fallback}", "fallback"),
+        ("${EMPTY-fallback}", ""),
+        ("${UNSET:-${SET}}", "value"),
+        ("${UNSET:-${ALSO_UNSET:-deep}}", "deep"),
+        ("${SET:+alt}", "alt"),
+        ("${EMPTY:+alt}", ""),
+        ("${EMPTY+alt}", "alt"),
+        ("$SET/$$SET", "value/$SET"),
+        ("mongodb://h/?a=${SET}&b=1", "mongodb://h/?a=value&b=1"),
+    ],
+)
+def test_interpolation_follows_the_compose_specification(text: str, expected: str) -> None:
+    assert interpolate(text, {"SET": "value", "EMPTY": ""}) == expected
+
+
 def test_compose_file_has_no_obsolete_version_key() -> None:
     assert "version" not in _compose()
 
