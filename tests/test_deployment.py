@@ -240,6 +240,8 @@ def test_a_env_file_copied_from_env_example_works_with_compose(
     assert settings.environment == "production"
     assert settings.host == "0.0.0.0"  # noqa: S104 - inside the container
     assert settings.mongodb_url == "mongodb://mongo:27017/?replicaSet=rs0"
+    # TRUSTED_PROXIES= (empty) in .env falls back to the proxy's address (`:-`).
+    assert settings.trusted_proxies == _service("proxy")["networks"]["default"]["ipv4_address"]
 
 
 def test_a_managed_cluster_url_in_env_replaces_the_bundled_mongo() -> None:
