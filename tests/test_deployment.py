@@ -8,6 +8,7 @@ Where docker exists, `docker compose config` renders it too and must agree.
 
 import ipaddress
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -491,7 +492,7 @@ def _docker_compose() -> list[str] | None:
     return [docker, "compose"] if probe.returncode == 0 else None
 
 
-def test_docker_compose_config_agrees_with_this_rendering() -> None:
+def test_docker_compose_config_agrees_with_this_rendering(tmp_path: Path) -> None:
     env = {"SECRET_KEY": KEY, "DOCS_ENABLED": "true"}
     ours = render(env)
     command = _docker_compose()
@@ -499,16 +500,23 @@ def test_docker_compose_config_agrees_with_this_rendering() -> None:
         # No docker here: this file's own rendering is what the other tests check.
         assert set(ours["services"]) == {"mongo", "api", "proxy"}
         return
+    # An empty env file, so that a developer's ./.env can't change what is compared.
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("", encoding="utf-8")
+    options = ["-f", str(ROOT / "docker-compose.yml"), "--env-file", str(empty_env_file)]
     result = subprocess.run(
-        [*command, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        [*command, *options, "config", "--format", "json"],
         capture_output=True,
         check=True,
         timeout=60,
-        env={"PATH": str(Path(command[0]).parent), **env},
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
         cwd=ROOT,
     )
     theirs = json.loads(result.stdout)
     assert set(theirs["services"]) == set(ours["services"])
-    assert theirs["services"]["api"]["environment"] == container_environment(env)
-    assert theirs["services"]["api"]["read_only"] is True
-    assert theirs["services"]["proxy"]["read_only"] is True
+    # compose keeps a name without a value as null: unset in the container.
+    environment = theirs["services"]["api"]["environment"]
+    assert {k: v for k, v in environment.items() if v is not None} == container_environment(env)
+    for name in ("api", "proxy"):
+        assert theirs["services"][name]["read_only"] is True
+        assert theirs["services"][name]["user"] == ours["services"][name]["user"]
