@@ -19,8 +19,8 @@ from typing import Any
 
 import pymongo
 from beanie import Document, init_beanie
-from beanie.odm.settings.document import IndexModelField
-from beanie.odm.utils.init import get_index_attributes, get_model_fields
+from beanie.odm.fields import IndexModelField
+from beanie.odm.utils.typing import get_index_attributes
 from bson import json_util
 from pymongo import IndexModel
 from pymongo.errors import PyMongoError
@@ -125,11 +125,12 @@ def expected_indexes(model: type[Document]) -> list[IndexModelField]:
     """
     found = [
         IndexModelField(IndexModel([(field.alias or name, attrs[0])], **attrs[1]))
-        for name, field in get_model_fields(model).items()
+        for name, field in model.model_fields.items()
         if (attrs := get_index_attributes(field)) is not None
     ]
     declared = model.get_settings().indexes or []
-    return IndexModelField.merge_indexes(found, declared)
+    merged: list[IndexModelField] = IndexModelField.merge_indexes(found, declared)
+    return merged
 
 
 async def check(database: MongoDatabase) -> list[Finding]:
@@ -141,7 +142,7 @@ async def check(database: MongoDatabase) -> list[Finding]:
     for model in DOCUMENT_MODELS:
         collection = model.get_pymongo_collection()
         present = IndexModelField.from_pymongo_index_information(
-            await collection.index_information()
+            dict(await collection.index_information())
         )
         for index in IndexModelField.list_difference(expected_indexes(model), present):
             missing.append(f"{collection.name}.{index.name}")
