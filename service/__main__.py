@@ -265,6 +265,12 @@ def admin_command(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except KeyboardInterrupt:
         return 1
+    except Exception as exc:  # still one line: the exception's type says where to look
+        print(  # noqa: T201
+            f"todo-service {args.command}: unexpected {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         if embedded is not None:
             embedded.stop()

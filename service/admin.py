@@ -19,7 +19,6 @@ from typing import Any
 
 import pymongo
 from beanie import Document, init_beanie
-from beanie.odm.fields import IndexModelField
 from beanie.odm.utils.typing import get_index_attributes
 from bson import json_util
 from pymongo import IndexModel
@@ -41,6 +40,7 @@ from service.db import (
     supports_transactions,
     wait_for_database,
 )
+from service.errors import Conflict
 
 DUMP_FORMAT = "todo-service-dump"
 DUMP_VERSION = 1
@@ -87,9 +87,8 @@ async def create_user(database: MongoDatabase, settings: Settings, new: UserCrea
     passwords = PasswordHasher(settings.password_hash_concurrency, queue=0)
     try:
         return await accounts.sign_up(new=new, passwords=passwords, now=utc_now())
-    except Exception as exc:
-        # Conflict carries the API's message ("Email already registered.").
-        raise AdminError(f"{new.email}: {getattr(exc, 'detail', exc)}") from exc
+    except Conflict as exc:
+        raise AdminError(f"{new.email}: {exc.message}") from exc
 
 
 async def delete_user(database: MongoDatabase, email: str) -> None:
@@ -116,21 +115,22 @@ class Finding:
     detail: str
 
 
-def expected_indexes(model: type[Document]) -> list[IndexModelField]:
-    """The indexes init_beanie creates for `model`: its Indexed fields and Settings.indexes.
+def expected_indexes(model: type[Document]) -> dict[str, list[tuple[str, Any]]]:
+    """The indexes init_beanie creates for `model` (its Indexed fields, then Settings.indexes),
+    by name: their keys in order.
 
-    Beanie computes these inside its initialiser only; this repeats its rule (beanie 2.x,
+    Beanie works these out inside its initialiser only; this repeats its rule (beanie 2.x,
     Initializer.init_indexes, without merge_indexes, which no model here sets) so that `check`
     can compare without creating anything.
     """
-    found = [
-        IndexModelField(IndexModel([(field.alias or name, attrs[0])], **attrs[1]))
+    indexes = [
+        IndexModel([(field.alias or name, attrs[0])], **attrs[1])
         for name, field in model.model_fields.items()
         if (attrs := get_index_attributes(field)) is not None
     ]
-    declared = model.get_settings().indexes or []
-    merged: list[IndexModelField] = IndexModelField.merge_indexes(found, declared)
-    return merged
+    # Beanie keeps Settings.indexes as its IndexModelField wrappers, the IndexModel inside.
+    indexes += [field.index for field in model.get_settings().indexes or []]
+    return {index.document["name"]: list(index.document["key"].items()) for index in indexes}
 
 
 async def check(database: MongoDatabase) -> list[Finding]:
@@ -141,11 +141,15 @@ async def check(database: MongoDatabase) -> list[Finding]:
     missing: list[str] = []
     for model in DOCUMENT_MODELS:
         collection = model.get_pymongo_collection()
-        present = IndexModelField.from_pymongo_index_information(
-            dict(await collection.index_information())
-        )
-        for index in IndexModelField.list_difference(expected_indexes(model), present):
-            missing.append(f"{collection.name}.{index.name}")
+        # By name and keys in order (Beanie's own comparison leaves out every index with
+        # `_id` among its keys, which several of ours have).
+        present = {
+            index["name"]: [(key, _direction(value)) for key, value in index["key"].items()]
+            async for index in await collection.list_indexes()
+        }
+        for name, keys in expected_indexes(model).items():
+            if present.get(name) != [(key, _direction(value)) for key, value in keys]:
+                missing.append(f"{collection.name}.{name}")
     findings.append(
         Finding(
             "indexes present",
@@ -170,6 +174,11 @@ async def check(database: MongoDatabase) -> list[Finding]:
     else:
         findings.append(Finding("change streams", True, "available"))
     return findings
+
+
+def _direction(value: Any) -> Any:
+    """1 and -1 as ints: servers may list them as doubles."""
+    return int(value) if isinstance(value, float) else value
 
 
 # ---- dump and restore ----
