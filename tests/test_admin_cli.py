@@ -20,6 +20,13 @@ from service.embedded import free_port
 from tests.test_cli import service_env
 
 PASSWORD = "admin cli password"
+# The children import this checkout's `service`, not the one the virtualenv installed (an
+# editable install may point at another checkout).
+CHECKOUT = str(Path(__file__).resolve().parents[1])
+
+
+def admin_env(**values: str) -> dict[str, str]:
+    return service_env(PYTHONPATH=CHECKOUT, **values)
 
 
 class Admin:
@@ -39,7 +46,7 @@ class Admin:
         }
         return subprocess.run(
             [sys.executable, "-m", "service", *argv],
-            env=service_env(**values),
+            env=admin_env(**values),
             cwd=self.cwd,
             input=stdin,
             capture_output=True,
@@ -109,7 +116,7 @@ def index_names(database: Database[dict[str, Any]]) -> dict[str, set[str]]:
 def test_each_admin_command_has_help_that_needs_no_settings(tmp_path: Path, command: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", command, "--help"],
-        env=service_env(ENVIRONMENT="production"),  # no SECRET_KEY: settings would fail
+        env=admin_env(ENVIRONMENT="production"),  # no SECRET_KEY: settings would fail
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -242,8 +249,8 @@ ODD_DOCUMENT = {
     "when": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
     "big": Int64(2**40),
     "money": Decimal128(Decimal("12.30")),
-    "raw": Binary(b"\x00\x01\xff", 0),
-    "nested": {"list": [1, 2.5, None, "text, \"quoted\"\nnewline"]},
+    "raw": Binary(b"\x00\x01\xff", 0x80),  # subtype 0 would read back as bytes
+    "nested": {"list": [1, 2.5, None, 'text, "quoted"\nnewline']},
 }
 
 
@@ -303,7 +310,7 @@ def test_the_embedded_default_is_dumped_and_restored(tmp_path: Path) -> None:
     def run(*argv: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "service", *argv],
-            env=service_env(ENVIRONMENT="development", DATA_DIR=str(data_dir)),
+            env=admin_env(ENVIRONMENT="development", DATA_DIR=str(data_dir)),
             cwd=tmp_path,
             input=stdin,
             capture_output=True,
