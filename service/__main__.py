@@ -1,20 +1,28 @@
-"""Command line: `python -m service serve [--host H] [--port P] [--workers N]`."""
+"""Command line: `python -m service serve [--host H] [--port P] [--workers N]`, and the admin
+commands: create-user, delete-user EMAIL, list-users, check, dump DIR, restore DIR [--force].
+Exit status: 0 done, 1 failed (one line on stderr), 2 usage."""
 
 import argparse
 import asyncio
 import atexit
+import getpass
 import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+from rich.console import Console
 
+from service import admin
+from service.accounts.schemas import UserCreate, UserPublic
 from service.config import Settings, get_settings
 from service.core.http_limits import PROTOCOL as HTTP_PROTOCOL
 from service.core.logs import configure_logging
@@ -45,7 +53,47 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"default: HOST, else {host}")
     serve.add_argument("--port", type=int, help=f"default: PORT, else {port}")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    _admin_commands(commands)
     return parser
+
+
+_DATABASE_NOTE = (
+    "Uses the service's settings (MONGODB_URL, MONGODB_DB, ...); without MONGODB_URL, the "
+    "embedded database in DATA_DIR (stop `serve` first: it holds that directory)."
+)
+
+
+def _admin_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    def add(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=f"{summary}. {_DATABASE_NOTE}")
+
+    create = add("create-user", "create a user (and their default list), as signing up does")
+    create.add_argument("--email", required=True)
+    create.add_argument("--fname", required=True, help="first name")
+    create.add_argument("--lname", required=True, help="last name")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (else it is asked for twice)",
+    )
+    delete = add("delete-user", "delete a user and everything of theirs")
+    delete.add_argument("email", metavar="EMAIL")
+    users = add("list-users", "list the users, oldest first: id, email, names, created_at")
+    users.add_argument("--json", action="store_true", help="one JSON object a line")
+    add(
+        "check",
+        "check the settings, that the database answers, the indexes, whether it is a replica "
+        "set, and that change streams work",
+    )
+    dump = add("dump", "copy every collection and its indexes into DIR (new or empty)")
+    dump.add_argument("directory", metavar="DIR", type=Path)
+    restore = add("restore", "load a dump made by `dump` into the database")
+    restore.add_argument("directory", metavar="DIR", type=Path)
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="restore into a database holding documents: the dump's collections are replaced",
+    )
 
 
 async def wait_until_reachable(settings: Settings) -> None:
@@ -121,6 +169,114 @@ def _use_multiprocess_metrics() -> None:
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
+def _read_password(from_stdin: bool) -> str:
+    """The new user's password: stdin's first line, or asked twice on the terminal."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask the password on: use --password-stdin")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise admin.AdminError("the passwords differ")
+    return password
+
+
+class UsageError(Exception):
+    """A command line that makes no sense (exit status 2, as argparse's own)."""
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+
+
+async def _run_admin(args: argparse.Namespace, settings: Settings) -> None:
+    """One admin command on the database of `settings` (its URL set)."""
+    console = Console(stderr=True)
+    if args.command == "create-user":
+        try:
+            new = UserCreate(
+                email=args.email,
+                fname=args.fname,
+                lname=args.lname,
+                password=_read_password(args.password_stdin),
+            )
+        except ValidationError as exc:
+            raise UsageError(_validation_message(exc)) from exc
+    async with admin.connected(settings) as database:
+        if args.command == "create-user":
+            user = await admin.create_user(database, settings, new)
+            print(f"created {user.email} ({user.id})")  # noqa: T201 -- the CLI's output
+        elif args.command == "delete-user":
+            await admin.delete_user(database, args.email)
+            print(f"deleted {args.email.strip()} and everything of theirs")  # noqa: T201
+        elif args.command == "list-users":
+            async for user in admin.list_users(database):
+                public = UserPublic.from_document(user)
+                if args.json:
+                    print(public.model_dump_json())  # noqa: T201
+                else:
+                    print(  # noqa: T201
+                        f"{public.id}\t{public.email}\t{public.fname}\t{public.lname}\t"
+                        f"{public.created_at.isoformat()}"
+                    )
+        elif args.command == "check":
+            findings = [admin.Finding("settings", True, f"database {settings.mongodb_db!r}")]
+            findings += await admin.check(database)
+            for finding in findings:
+                mark = "ok  " if finding.ok else "FAIL"
+                print(f"{mark} {finding.name}: {finding.detail}")  # noqa: T201
+            if failed := [f.name for f in findings if not f.ok]:
+                raise admin.AdminError("check failed: " + ", ".join(failed))
+        elif args.command == "dump":
+            counts = await admin.dump(database, args.directory, console)
+            print(  # noqa: T201
+                f"dumped {sum(counts.values())} documents of {len(counts)} collections "
+                f"to {args.directory}"
+            )
+        elif args.command == "restore":
+            counts = await admin.restore(database, args.directory, console, force=args.force)
+            print(  # noqa: T201
+                f"restored {sum(counts.values())} documents of {len(counts)} collections "
+                f"from {args.directory}"
+            )
+
+
+def admin_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run an admin command, on the embedded database when MONGODB_URL is unset."""
+    embedded: EmbeddedDatabase | None = None
+    try:
+        if settings.mongodb_url is None:
+            embedded = EmbeddedDatabase(settings.data_dir.resolve() / "db")
+            embedded.start()
+            settings = settings.model_copy(update={"mongodb_url": embedded.url})
+        asyncio.run(_run_admin(args, settings))
+    except UsageError as exc:
+        print(f"todo-service {args.command}: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except (
+        admin.AdminError,
+        EmbeddedDatabaseError,
+        DatabaseUnreachableError,
+        PyMongoError,
+        OSError,
+    ) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the driver said
+        print(f"todo-service {args.command}: {message}", file=sys.stderr)  # noqa: T201
+        return 1
+    except KeyboardInterrupt:
+        return 1
+    except Exception as exc:  # still one line: the exception's type says where to look
+        print(  # noqa: T201
+            f"todo-service {args.command}: unexpected {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m service` and the `todo-service` script."""
     args = _parser().parse_args(argv)  # before the settings: `--help` needs none
@@ -131,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         sys.exit(f"todo-service: invalid configuration: {messages}")
+    if args.command != "serve":
+        # Only problems are worth a log line here; the output is the command's own.
+        configure_logging("WARNING")
+        return admin_command(args, settings)
     configure_logging(settings.log_level)
     # SIGTERM stops like Ctrl-C (KeyboardInterrupt) whenever uvicorn isn't handling it: before
     # uvicorn starts (the embedded database is stopped on the way out), and after, when uvicorn

@@ -2,6 +2,7 @@
 changing or deleting an account, and checking a password a route asks for again."""
 
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
@@ -275,3 +276,18 @@ async def delete_everything_of(*, user_id: PydanticObjectId, email: str, now: da
         await store.delete_user(user_id=user_id, session=session)
 
     await store.in_transaction(own_records)
+
+
+def all_users() -> AsyncIterator[User]:
+    """Every user, oldest first (the admin CLI lists them)."""
+    return store.iter_users()
+
+
+async def delete_user_by_email(*, email: str, now: datetime) -> bool:
+    """Delete the user with this email (as typed) and everything of theirs, without a
+    password: an administrator's deletion (the admin CLI). False if there is no such user."""
+    user = await store.get_user_by_email(email=normalise_email(email.strip()))
+    if user is None:
+        return False
+    await delete_everything_of(user_id=id_of(user), email=user.email, now=now)
+    return True

@@ -5,7 +5,7 @@ timestamps: the TTL monitor removes expired sessions only about once a minute.
 """
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +65,13 @@ async def create_user(
 async def get_user_by_email(*, email: str) -> User | None:
     """The user with this (normalised: schemas.normalise_email) email, if any."""
     return await User.find_one(User.email == email)
+
+
+async def iter_users() -> AsyncIterator[User]:
+    """Every user, oldest id first (the admin CLI's `list-users`); streamed, not budgeted:
+    it is no request's."""
+    async for user in User.find_all().sort("_id"):
+        yield user
 
 
 @budgeted

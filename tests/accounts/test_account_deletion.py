@@ -267,3 +267,33 @@ async def test_leaving_other_lists_is_one_transaction_that_rolls_back(
     )
     assert membership is not None
     assert membership.removed_at is None
+
+
+async def test_an_administrator_deletes_an_account_by_email_with_its_todos(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    """The admin CLI's `delete-user`: the same deletion as DELETE /api/me, no password."""
+    todo = await create_todo(client, alice)
+    deleted = await account_service.delete_user_by_email(
+        email=f"  {alice.email.upper()} ", now=utc_now()
+    )
+    assert deleted
+    assert await User.get(PydanticObjectId(alice.id)) is None
+    stored = await Todo.get_pymongo_collection().find_one({"_id": PydanticObjectId(todo["id"])})
+    assert stored is None or stored.get("deleted_at") is not None
+    assert await User.get(PydanticObjectId(bob.id)) is not None
+
+
+async def test_an_administrator_deleting_an_unknown_email_is_told_so(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    deleted = await account_service.delete_user_by_email(email="nobody@example.com", now=utc_now())
+    assert not deleted
+    assert await User.get(PydanticObjectId(alice.id)) is not None
+
+
+async def test_all_users_lists_every_user_oldest_first(
+    client: AsyncClient, alice: UserAccount, bob: UserAccount
+) -> None:
+    emails = [user.email async for user in account_service.all_users()]
+    assert emails == [alice.email, bob.email]
