@@ -89,6 +89,7 @@ async def export(
     "/import",
     status_code=status.HTTP_201_CREATED,
     summary="Import an export file as new lists of yours",
+    response_model=Imported,
     openapi_extra={
         "requestBody": {
             "required": True,
