@@ -21,7 +21,7 @@ async def test_an_export_imported_into_an_empty_account_reproduces_it(
     await create_todo(client, alice, "inbox todo", notes="n", due="2026-12-01T09:00:00+02:00")
     await create_todo(client, alice, "done", completed=True, priority=3, tags=["x"])
     work = await create_list(client, alice, "Work")
-    await create_todo(client, alice, "=formula, \"quoted\"\nline", list_id=work["id"])
+    await create_todo(client, alice, '=formula, "quoted"\nline', list_id=work["id"])
     await create_list(client, alice, "Empty")
     shared = await create_list(client, bob, "Bob's")
     await share_list(client, bob, shared["id"], alice, "editor")
