@@ -96,8 +96,8 @@ class ImportList(InputModel):
     default: bool = Field(
         default=False,
         description=(
-            "Its todos go into your default list instead of a new list (at most one list); "
-            "its name is then ignored."
+            "Its todos go into your default list instead of a new list (its name is then "
+            "ignored); an export marks your default list so."
         ),
     )
     todos: Annotated[list[ImportTodo], Field(max_length=MAX_TODOS_IN_FILE_LIST)] = Field(

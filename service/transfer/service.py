@@ -76,7 +76,6 @@ def validate_import(raw: bytes, settings: Settings) -> ImportFile:
                 "too_many_todos",
             )
         )
-    defaults = 0
     for index, entry in enumerate(parsed.lists):
         if len(entry.todos) > settings.max_todos_per_list:
             errors.append(
@@ -86,16 +85,6 @@ def validate_import(raw: bytes, settings: Settings) -> ImportFile:
                     "too_many_todos",
                 )
             )
-        if entry.default:
-            defaults += 1
-            if defaults > 1:
-                errors.append(
-                    _error(
-                        ("lists", index, "default"),
-                        "Only one list can be the default",
-                        "value_error",
-                    )
-                )
     if errors:
         raise ImportInvalid(errors[:MAX_ERRORS])
     return parsed
