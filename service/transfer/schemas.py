@@ -78,8 +78,9 @@ class ImportTodo(InputModel):
     completed_at: IgnoredText = None
     created_at: IgnoredText = None
     updated_at: IgnoredText = None
+    # A number, not an integer: ignored, so `3.0` (an integer to JSON Schema) may come too.
     version: Annotated[
-        int | None, Field(ge=0, le=2**53, description="Written by an export; ignored.")
+        float | None, Field(ge=0, le=2**53, description="Written by an export; ignored.")
     ] = None
 
     def fields(self) -> dict[str, object]:
