@@ -13,8 +13,10 @@ same whatever N, while the file grows with it.
 
 import argparse
 import asyncio
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
 from beanie import PydanticObjectId
 
@@ -27,7 +29,7 @@ from tests.utils import app_client, create_account
 BATCH = 1000
 
 
-async def measure(url: str, sizes: list[int]) -> None:
+async def measure(url: str, sizes: list[int], data_dir: Path) -> None:
     for size in sizes:
         settings = Settings(
             _env_file=None,
@@ -35,6 +37,7 @@ async def measure(url: str, sizes: list[int]) -> None:
             mongodb_url=url,
             mongodb_db=f"export_memory_{size}",
             auth_cache_max_staleness_ms=0,
+            data_dir=data_dir,
         )
         async with app_client(create_app(settings)) as client:
             user = await create_account(client)
@@ -70,8 +73,11 @@ def main() -> None:
     args = parser.parse_args()
     print("| todos | format | file | peak allocated while streaming | time |")
     print("|---|---|---|---|---|")
-    with EmbeddedDatabase(":memory:", sync_on_commit=False) as server:
-        asyncio.run(measure(server.url, args.sizes))
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        EmbeddedDatabase(":memory:", sync_on_commit=False) as server,
+    ):
+        asyncio.run(measure(server.url, args.sizes, Path(data_dir)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 from beanie import PydanticObjectId
 
+from service.core.budget import request_budget
 from service.lists import service as lists
 from service.lists.access import Caller
 from service.lists.models import Role
@@ -69,11 +70,19 @@ def filename(export_format: ExportFormat, now: datetime) -> str:
     return f"todos-{now:%Y-%m-%dT%H%M%SZ}.{export_format.value}"
 
 
-async def _todos_of(list_id: PydanticObjectId) -> AsyncIterator[list[ExportTodo]]:
-    """The list's live todos, a page at a time, in creation order."""
+async def _todos_of(
+    list_id: PydanticObjectId, page_budget: float
+) -> AsyncIterator[list[ExportTodo]]:
+    """The list's live todos, a page at a time, in creation order.
+
+    Each page read has a database budget of its own (`page_budget`, a request's): a stream of
+    10 000 todos is many reads, each as bounded as a request's, and the request's one budget
+    would run out before the stream ends (bench/export_memory.py: it did, at 10 000).
+    """
     after: PydanticObjectId | None = None
     while True:
-        page = await todos.live_todos_page(list_id=list_id, after=after, limit=PAGE_SIZE)
+        with request_budget(page_budget):
+            page = await todos.live_todos_page(list_id=list_id, after=after, limit=PAGE_SIZE)
         if page:
             yield [_exported(stored) for stored in page]
         if len(page) < PAGE_SIZE:
@@ -86,7 +95,9 @@ def _exported(stored: StoredTodo) -> ExportTodo:
     return ExportTodo.model_validate(public)
 
 
-async def json_chunks(exported: list[ExportedList], now: datetime) -> AsyncIterator[str]:
+async def json_chunks(
+    exported: list[ExportedList], now: datetime, page_budget: float
+) -> AsyncIterator[str]:
     """The export as one JSON document (schemas.ExportFile), a piece at a time."""
     head = {"version": EXPORT_VERSION, "exported_at": now.isoformat().replace("+00:00", "Z")}
     yield json.dumps(head)[:-1] + ', "lists": ['
@@ -94,7 +105,7 @@ async def json_chunks(exported: list[ExportedList], now: datetime) -> AsyncItera
         shown = {"name": each.name, "role": each.role.value, "default": each.default}
         yield ("," if index else "") + json.dumps(shown)[:-1] + ', "todos": ['
         first = True
-        async for page in _todos_of(each.list_id):
+        async for page in _todos_of(each.list_id, page_budget):
             texts = (todo.model_dump_json() for todo in page)
             yield ("" if first else ",") + ",".join(texts)
             first = False
@@ -121,12 +132,12 @@ def _csv_text(rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-async def csv_chunks(exported: list[ExportedList]) -> AsyncIterator[str]:
+async def csv_chunks(exported: list[ExportedList], page_budget: float) -> AsyncIterator[str]:
     """The export as CSV (RFC 4180: quoted where needed, CRLF), one row per todo after a
     header row; tags space-separated."""
     yield _csv_text([list(CSV_COLUMNS)])
     for each in exported:
-        async for page in _todos_of(each.list_id):
+        async for page in _todos_of(each.list_id, page_budget):
             rows = []
             for todo in page:
                 fields = todo.model_dump()

@@ -58,6 +58,7 @@ INVALID_IMPORT = {
 )
 async def export(
     caller: CurrentCaller,
+    settings: SettingsDep,
     export_format: Annotated[
         ExportFormat, Query(alias="format", description="`json` (default) or `csv`.")
     ] = ExportFormat.JSON,
@@ -72,10 +73,11 @@ async def export(
     """
     now = utc_now()
     exported = await exports.readable_lists(caller)
+    page_budget = settings.request_db_budget_ms / 1000
     chunks = (
-        exports.json_chunks(exported, now)
+        exports.json_chunks(exported, now, page_budget)
         if export_format is ExportFormat.JSON
-        else exports.csv_chunks(exported)
+        else exports.csv_chunks(exported, page_budget)
     )
     name = exports.filename(export_format, now)
     return StreamingResponse(
