@@ -1,8 +1,12 @@
 """GET /api/export: the caller's readable lists and their live todos, as JSON or CSV."""
 
+from typing import Any
+
 import pytest
 from httpx import AsyncClient
 
+from service.core.budget import RequestBudget, current_budget
+from service.todos import service as todos_service
 from tests.transfer.conftest import export_csv, export_json
 from tests.utils import UserAccount, create_account, create_list, create_todo, share_list
 
@@ -132,3 +136,24 @@ async def test_export_needs_a_token(client: AsyncClient) -> None:
 async def test_an_unknown_format_is_422(client: AsyncClient, alice: UserAccount) -> None:
     response = await client.get("/api/export", params={"format": "xml"}, headers=alice.headers)
     assert response.status_code == 422
+
+
+async def test_each_page_of_the_stream_has_its_own_database_budget(
+    client: AsyncClient, alice: UserAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One request budget for the whole stream ran out at 10 000 todos (bench/export_memory.py).
+    monkeypatch.setattr("service.transfer.exports.PAGE_SIZE", 1)
+    for n in range(3):
+        await create_todo(client, alice, f"todo {n}")
+    real = todos_service.live_todos_page
+    budgets: list[RequestBudget | None] = []
+
+    async def recording(**kwargs: Any) -> Any:
+        budgets.append(current_budget())
+        return await real(**kwargs)
+
+    monkeypatch.setattr(todos_service, "live_todos_page", recording)
+    await export_json(client, alice)
+    assert len(budgets) == 4  # three pages of one, then an empty one
+    assert all(budget is not None for budget in budgets)
+    assert len({id(budget) for budget in budgets}) == len(budgets)
