@@ -48,6 +48,7 @@ from service.migrations import migrate
 from service.todos import store as todo_store
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
+from service.transfer.routes import router as transfer_router
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ def create_app(
         lists_router,
         sessions_router,
         invitations_router,
+        transfer_router,
     ):
         app.include_router(router, prefix="/api")
     _document_operational_errors(app)

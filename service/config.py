@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # Limits (OWASP API4).
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     max_todos_per_list: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    # Todos one POST /api/import may carry (422 above): it is validated whole before writing.
+    import_max_todos: Annotated[int, Field(ge=1, le=100_000)] = 5000
     # Lists and sharing: lists a user owns (the default list included), members of a list (its
     # owner included), pending invitations of a list, invitations a user sends in any 24 h
     # (429 past it), and how long an invitation stays acceptable.

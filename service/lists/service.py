@@ -292,3 +292,9 @@ create_default_lists = store.create_default_lists
 discard_default_list = store.discard_default_list
 delete_lists_of = store.delete_lists_of
 leave_all_lists = store.leave_all_lists
+
+# ---- Export and import (issue 14, transfer feature) ----
+# The live lists among some ids, with their names (an export names the lists it holds).
+lists_by_ids = store.lists_by_ids
+# An import takes the slots of all the todos it adds to a list in one conditional update.
+reserve_todo_slots = store.reserve_todo_slots

@@ -765,3 +765,33 @@ async def leave_all_lists(
             session=session,
         )
     return left
+
+
+# ---- For export and import (issue 14, transfer feature) ----
+
+
+@budgeted
+async def lists_by_ids(*, list_ids: list[PydanticObjectId]) -> list[StoredDocument]:
+    """The live lists among `list_ids` (name, default or not), oldest first: what an export
+    names. Bounded by the caller's memberships."""
+    found: list[StoredDocument] = (
+        await _lists()
+        .find(
+            {"_id": {"$in": list_ids}, **LIVE},
+            {"name": 1, "is_default": 1, "created_at": 1},
+            sort=[("is_default", -1), ("created_at", 1), ("_id", 1)],
+        )
+        .to_list(None)
+    )
+    return found
+
+
+@budgeted
+async def reserve_todo_slots(*, list_id: PydanticObjectId, count: int, max_todos: int) -> bool:
+    """Take `count` of the live list's `max_todos` todo slots at once (an import); False, with
+    none taken, if fewer are left (or the list is gone)."""
+    reserved = await _lists().update_one(
+        {"_id": list_id, **LIVE, "todo_count": {"$lte": max_todos - count}},
+        {"$inc": {"todo_count": count}},
+    )
+    return reserved.modified_count == 1

@@ -343,3 +343,10 @@ delete_todos_in_list = store.delete_todos_in_list
 # Called by accounts at account deletion: the user's idempotency records, which hold copies
 # of todos they created.
 delete_idempotency_keys_of = store.delete_idempotency_keys_of
+
+# Export and import (issue 14, transfer feature): many todos inserted into a list in one round
+# trip (its slots taken by the caller), withdrawn again if the import fails, and a list's live
+# todos read a page at a time.
+insert_todos = store.insert_todos
+delete_todos = store.delete_todos
+live_todos_page = store.live_todos_page

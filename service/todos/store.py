@@ -56,7 +56,19 @@ async def insert_todo(
 ) -> StoredTodo:
     """Insert a todo into the list with the writable `fields` (a validated TodoCreate); the
     caller has taken the list's todo slot (service.create_todo)."""
-    now = utc_now()
+    stored = _new_todo(list_id, created_by, fields, todo_id, utc_now())
+    await _todos().insert_one(stored)
+    return stored
+
+
+def _new_todo(
+    list_id: PydanticObjectId,
+    created_by: PydanticObjectId,
+    fields: dict[str, Any],
+    todo_id: PydanticObjectId | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The document of a new todo with the writable `fields`."""
     values = {**fields, **_derived_due(fields.get("due"))}
     # Built as a Todo for its defaults and checks, inserted as the document it dumps to.
     stored: dict[str, Any] = Todo(
@@ -69,7 +81,6 @@ async def insert_todo(
         updated_at=now,
         **values,
     ).model_dump(by_alias=True)
-    await _todos().insert_one(stored)
     return stored
 
 
@@ -285,3 +296,47 @@ async def delete_idempotency_keys_of(
     await IdempotencyKey.get_pymongo_collection().delete_many(
         {"owner_id": user_id}, session=session
     )
+
+
+# ---- For export and import (issue 14, transfer feature) ----
+
+
+@budgeted
+async def insert_todos(
+    *,
+    list_id: PydanticObjectId,
+    created_by: PydanticObjectId,
+    todos: list[tuple[PydanticObjectId, dict[str, Any]]],
+) -> None:
+    """Insert many todos (each its id, chosen by the caller so that it can withdraw them even
+    after a failed insert, and validated TodoCreate fields) into the list in one round trip.
+    The caller has taken the list's slots for them (an import)."""
+    now = utc_now()
+    documents = [_new_todo(list_id, created_by, fields, todo_id, now) for todo_id, fields in todos]
+    if documents:
+        await _todos().insert_many(documents)
+
+
+@budgeted
+async def delete_todos(*, list_id: PydanticObjectId, todo_ids: list[PydanticObjectId]) -> int:
+    """Delete (as tombstones) these live todos of the list; how many there were (an import
+    undone: they were live a moment, so readers learn of their deletion as of any other)."""
+    result = await _todos().update_many(
+        {"_id": {"$in": todo_ids}, "list_id": list_id, **LIVE}, _tombstone_update(utc_now())
+    )
+    return result.modified_count
+
+
+@budgeted
+async def live_todos_page(
+    *, list_id: PydanticObjectId, after: PydanticObjectId | None, limit: int
+) -> list[StoredDocument]:
+    """Up to `limit` live todos of the list in creation order (by _id), after the todo `after`:
+    an export reads a list a page at a time, so its memory stays flat however long the list."""
+    query: dict[str, Any] = {"list_id": list_id, **LIVE}
+    if after is not None:
+        query["_id"] = {"$gt": after}
+    found: list[StoredDocument] = (
+        await _todos().find(query, sort=[("_id", pymongo.ASCENDING)], limit=limit).to_list(None)
+    )
+    return found

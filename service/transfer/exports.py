@@ -1,0 +1,146 @@
+"""GET /api/export's two formats, written as they are read: a list's todos a page at a time,
+each page turned into text and sent before the next is read, so an export of 10 000 todos
+holds one page in memory, never the whole file."""
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from beanie import PydanticObjectId
+
+from service.core.budget import request_budget
+from service.lists import service as lists
+from service.lists.access import Caller
+from service.lists.models import Role
+from service.todos import service as todos
+from service.todos.models import StoredTodo
+from service.todos.schemas import TodoPublic
+from service.transfer.schemas import EXPORT_VERSION, ExportFormat, ExportTodo
+
+PAGE_SIZE = 500
+MEDIA_TYPES = {ExportFormat.JSON: "application/json", ExportFormat.CSV: "text/csv; charset=utf-8"}
+CSV_COLUMNS = (
+    "list",
+    "role",
+    "text",
+    "notes",
+    "completed",
+    "completed_at",
+    "due",
+    "priority",
+    "tags",
+    "created_at",
+    "updated_at",
+)
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP):
+# such a cell is written with a leading `'`, which spreadsheets show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedList:
+    list_id: PydanticObjectId
+    name: str
+    role: Role
+    default: bool
+
+
+async def readable_lists(caller: Caller) -> list[ExportedList]:
+    """The live lists the caller can read, their default list first, then oldest first."""
+    if not caller.readable():
+        return []
+    found = await lists.lists_by_ids(list_ids=caller.readable())
+    return [
+        ExportedList(
+            list_id=stored["_id"],
+            name=stored["name"],
+            role=caller.roles[stored["_id"]],
+            default=stored["_id"] == caller.default_list_id,
+        )
+        for stored in found
+        if stored["_id"] in caller.roles
+    ]
+
+
+def filename(export_format: ExportFormat, now: datetime) -> str:
+    return f"todos-{now:%Y-%m-%dT%H%M%SZ}.{export_format.value}"
+
+
+async def _todos_of(
+    list_id: PydanticObjectId, page_budget: float
+) -> AsyncIterator[list[ExportTodo]]:
+    """The list's live todos, a page at a time, in creation order.
+
+    Each page read has a database budget of its own (`page_budget`, a request's): a stream of
+    10 000 todos is many reads, each as bounded as a request's, and the request's one budget
+    would run out before the stream ends (bench/export_memory.py: it did, at 10 000).
+    """
+    after: PydanticObjectId | None = None
+    while True:
+        with request_budget(page_budget):
+            page = await todos.live_todos_page(list_id=list_id, after=after, limit=PAGE_SIZE)
+        if page:
+            yield [_exported(stored) for stored in page]
+        if len(page) < PAGE_SIZE:
+            return
+        after = page[-1]["_id"]
+
+
+def _exported(stored: StoredTodo) -> ExportTodo:
+    public = TodoPublic.from_stored(stored).model_dump(exclude={"list_id"})
+    return ExportTodo.model_validate(public)
+
+
+async def json_chunks(
+    exported: list[ExportedList], now: datetime, page_budget: float
+) -> AsyncIterator[str]:
+    """The export as one JSON document (schemas.ExportFile), a piece at a time."""
+    head = {"version": EXPORT_VERSION, "exported_at": now.isoformat().replace("+00:00", "Z")}
+    yield json.dumps(head)[:-1] + ', "lists": ['
+    for index, each in enumerate(exported):
+        shown = {"name": each.name, "role": each.role.value, "default": each.default}
+        yield ("," if index else "") + json.dumps(shown)[:-1] + ', "todos": ['
+        first = True
+        async for page in _todos_of(each.list_id, page_budget):
+            texts = (todo.model_dump_json() for todo in page)
+            yield ("" if first else ",") + ",".join(texts)
+            first = False
+        yield "]}"
+    yield "]}"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list):
+        value = " ".join(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+async def csv_chunks(exported: list[ExportedList], page_budget: float) -> AsyncIterator[str]:
+    """The export as CSV (RFC 4180: quoted where needed, CRLF), one row per todo after a
+    header row; tags space-separated."""
+    yield _csv_text([list(CSV_COLUMNS)])
+    for each in exported:
+        async for page in _todos_of(each.list_id, page_budget):
+            rows = []
+            for todo in page:
+                fields = todo.model_dump()
+                values = {**fields, "list": each.name, "role": each.role.value}
+                rows.append([_cell(values[column]) for column in CSV_COLUMNS])
+            yield _csv_text(rows)

@@ -1,0 +1,152 @@
+"""Import: a whole export file validated first, then written all or nothing.
+
+The lists and todos are written with the lists and todos features' own functions, each of
+which takes its limit's slot in one conditional update (MAX_LISTS_PER_USER, then
+MAX_TODOS_PER_LIST for all of a list's todos at once). If any write fails (a limit reached,
+the database gone), what was written is undone by compensating deletes: the todos added to
+the default list are withdrawn (as tombstones: they were live a moment) and their slots given
+back, and each new list is deleted as its owner would delete it.
+"""
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from beanie import PydanticObjectId
+from pydantic import ValidationError
+from pymongo.errors import PyMongoError
+
+from service.config import Settings
+from service.core.budget import unbudgeted
+from service.errors import Conflict, NotFound, ServiceError
+from service.lists import service as lists
+from service.lists.access import LIST_NOT_FOUND, Caller
+from service.todos import service as todos
+from service.transfer.schemas import Imported, ImportFile
+
+# A 422 lists this many errors at most: enough to fix a file in a few rounds, bounded however
+# broken the file is.
+MAX_ERRORS = 20
+
+
+class ImportInvalid(Exception):
+    """The file's first errors, each with its path: the route answers them as a 422 in
+    FastAPI's shape (`loc` from "body") plus a `path` each (`lists[2].todos[7].due`)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} errors")
+        self.errors = errors
+
+
+def path_of(loc: tuple[int | str, ...]) -> str:
+    """A validation error's location as a path: ("lists", 2, "todos", 7, "due") is
+    `lists[2].todos[7].due`."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + part
+    return path
+
+
+def _error(loc: tuple[int | str, ...], msg: str, kind: str) -> dict[str, Any]:
+    return {"type": kind, "loc": ["body", *loc], "msg": msg, "path": path_of(loc)}
+
+
+def validate_import(raw: bytes, settings: Settings) -> ImportFile:
+    """The file, if it is a valid export within this service's limits; else ImportInvalid
+    with its first MAX_ERRORS errors (nothing is written before the whole file passes)."""
+    try:
+        parsed = ImportFile.model_validate_json(raw)
+    except ValidationError as error:
+        # Each error's location and message only: `input` would repeat the file's content.
+        found = [
+            _error(tuple(e["loc"]), e["msg"], e["type"])
+            for e in error.errors(include_url=False)[:MAX_ERRORS]
+        ]
+        raise ImportInvalid(found) from None
+    errors: list[dict[str, Any]] = []
+    total = sum(len(entry.todos) for entry in parsed.lists)
+    if total > settings.import_max_todos:
+        errors.append(
+            _error(
+                ("lists",),
+                f"At most {settings.import_max_todos} todos per import; this file has {total}",
+                "too_many_todos",
+            )
+        )
+    for index, entry in enumerate(parsed.lists):
+        if len(entry.todos) > settings.max_todos_per_list:
+            errors.append(
+                _error(
+                    ("lists", index, "todos"),
+                    f"At most {settings.max_todos_per_list} todos per list",
+                    "too_many_todos",
+                )
+            )
+    if errors:
+        raise ImportInvalid(errors[:MAX_ERRORS])
+    return parsed
+
+
+@dataclass
+class _Written:
+    """What an import has written so far, to undo it."""
+
+    lists: list[PydanticObjectId] = field(default_factory=list)
+    default_todos: list[PydanticObjectId] = field(default_factory=list)
+
+
+@unbudgeted  # each write is budgeted; an import of thousands of todos is several of them
+async def import_file(*, caller: Caller, file: ImportFile, settings: Settings) -> Imported:
+    """Create the file's lists (owned by the caller; names kept) and their todos (the
+    caller's, whatever the file says), all or nothing. Conflict past MAX_LISTS_PER_USER or
+    MAX_TODOS_PER_LIST, with nothing left written."""
+    written = _Written()
+    created = 0
+    try:
+        for entry in file.lists:
+            if entry.default:
+                list_id = caller.default_list_id
+            else:
+                made = await lists.create_list(
+                    caller=caller, name=entry.name, max_lists=settings.max_lists_per_user
+                )
+                list_id = PydanticObjectId(made.id)
+                written.lists.append(list_id)
+            if not entry.todos:
+                continue
+            # Slots first, then the todos: the new lists are known to nobody else yet, and
+            # the default list goes only with its owner's account, so no deletion can come
+            # between the two and strand the todos (todos.service._insert must insert first).
+            if not await lists.reserve_todo_slots(
+                list_id=list_id, count=len(entry.todos), max_todos=settings.max_todos_per_list
+            ):
+                if not await lists.list_is_live(list_id=list_id):
+                    raise NotFound(LIST_NOT_FOUND)
+                raise Conflict(todos.list_full(settings.max_todos_per_list))
+            batch = [(PydanticObjectId(), todo.fields()) for todo in entry.todos]
+            if entry.default:
+                written.default_todos.extend(todo_id for todo_id, _ in batch)
+            await todos.insert_todos(list_id=list_id, created_by=caller.user_id, todos=batch)
+            created += len(batch)
+    except BaseException:
+        await _undo(caller, written)
+        raise
+    return Imported(lists=len(written.lists), todos=created)
+
+
+async def _undo(caller: Caller, written: _Written) -> None:
+    """Compensating deletes of what an import wrote before it failed; best effort (the
+    database may be what failed): the import's own error is the one reported."""
+    if written.default_todos:
+        with contextlib.suppress(PyMongoError):
+            await todos.delete_todos(list_id=caller.default_list_id, todo_ids=written.default_todos)
+            # The slots were all taken before the insert: all go back, inserted or not.
+            await lists.release_todo_slots(
+                list_id=caller.default_list_id, count=len(written.default_todos)
+            )
+    for list_id in written.lists:
+        with contextlib.suppress(PyMongoError, ServiceError):
+            await lists.delete_list(caller=caller, list_id=list_id, versions=None)
