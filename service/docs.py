@@ -24,6 +24,26 @@ DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
 STATIC_URL = "/docs/static"
+# The browser enforces "nothing from another host" on the docs pages: ReDoc's sidebar loads
+# its maker's logo from cdn.redoc.ly unconditionally (no option turns it off), and any asset
+# added later would be refused the same way. Inline scripts and styles are FastAPI's page
+# templates and ReDoc's styled-components; blob: workers are ReDoc's search.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "worker-src 'self' blob:",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    )
+)
+# Swagger UI asks validator.swagger.io to check the spec on any host but localhost: off.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
 # The package's static folder, inside the installed wheel (a plain directory: pip unpacks it).
 ASSETS = files("fastapi_offline") / "static"
 
@@ -37,24 +57,25 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
     async def swagger_ui(request: Request) -> HTMLResponse:
         # root_path: behind a proxy that strips a prefix, the browser needs the full path.
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
             swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
             swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
-            swagger_ui_parameters=app.swagger_ui_parameters,
+            swagger_ui_parameters={**SWAGGER_UI_PARAMETERS, **(app.swagger_ui_parameters or {})},
         )
+        return _confined(page)
 
     @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return _confined(get_swagger_ui_oauth2_redirect_html())
 
     @app.get(REDOC_URL, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
@@ -62,3 +83,9 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
             # The system font stack instead of a request to fonts.googleapis.com.
             with_google_fonts=False,
         )
+        return _confined(page)
+
+
+def _confined(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page

@@ -19,7 +19,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Route,
+    async_playwright,
+)
 from playwright.async_api import expect as playwright_expect
 
 from tests.live_server import LiveServer, live_server
@@ -40,6 +48,7 @@ TIMEOUT_MS = 30_000
 # was made this way).
 SCREENSHOT_ENV = "DOCS_E2E_SCREENSHOT"
 PASSWORD = "correct horse battery staple"
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 # expect()'s own default is 5 s, far shorter than the actions' own.
 playwright_expect.set_options(timeout=TIMEOUT_MS)
 
@@ -64,11 +73,19 @@ async def server(wire_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
 
 
 class OffsiteRequests:
-    """Every request the pages made to a host other than the service (each one blocked)."""
+    """Every request the pages made to a host other than the service (each one blocked), and
+    every one the page's Content-Security-Policy refused before it was made, but one: ReDoc's
+    sidebar always asks cdn.redoc.ly for its logo, which the policy exists to refuse."""
 
     def __init__(self, origin: str) -> None:
         self.origin = origin
         self.seen: list[str] = []
+        self.refused: list[str] = []
+
+    def console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if "Content Security Policy" in text and REDOC_LOGO not in text:
+            self.refused.append(text)
 
     async def route(self, route: Route) -> None:
         url = route.request.url
@@ -106,13 +123,16 @@ async def page(browser: Browser, server: LiveServer) -> AsyncIterator[tuple[Page
     offsite = OffsiteRequests(server.url)
     await context.route("**/*", offsite.route)
     opened = await context.new_page()
+    opened.on("console", offsite.console)
     try:
         yield opened, offsite
     finally:
         await context.close()
 
 
-async def on_failure_screenshot(page: Page, name: str, steps: Callable[[], Awaitable[None]]) -> None:
+async def on_failure_screenshot(
+    page: Page, name: str, steps: Callable[[], Awaitable[None]]
+) -> None:
     """Run `steps`; if they fail, save the page under $TMPDIR and say where."""
     try:
         await steps()
@@ -149,7 +169,9 @@ async def try_it_out(
     # The table of the response received (its header row has a "Code" cell of the same class).
     live = block.locator(".live-responses-table tbody")
     await playwright_expect(live.locator(".response-col_status").first).to_have_text(str(status))
-    rendered = await live.locator(".response-col_description .highlight-code pre").first.inner_text()
+    rendered = await live.locator(
+        ".response-col_description .highlight-code pre"
+    ).first.inner_text()
     return json.loads(rendered)
 
 
@@ -216,6 +238,7 @@ async def test_swagger_ui_signs_up_authorizes_and_manages_a_list_offline(
 
     await on_failure_screenshot(tab, "swagger-ui", steps)
     assert offsite.seen == [], f"/docs asked other hosts: {offsite.seen}"
+    assert offsite.refused == [], f"/docs tried other hosts: {offsite.refused}"
 
 
 async def test_redoc_renders_the_api_offline(
@@ -226,9 +249,8 @@ async def test_redoc_renders_the_api_offline(
     async def steps() -> None:
         await tab.goto(f"{server.url}/redoc")
         await playwright_expect(tab.locator("h1").first).to_contain_text("todo-service")
-        await playwright_expect(
-            tab.locator("h2", has_text="Create a list").first
-        ).to_be_attached()
+        await playwright_expect(tab.locator("h2", has_text="Create a list").first).to_be_attached()
 
     await on_failure_screenshot(tab, "redoc", steps)
     assert offsite.seen == [], f"/redoc asked other hosts: {offsite.seen}"
+    assert offsite.refused == [], f"/redoc tried other hosts: {offsite.refused}"
