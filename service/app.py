@@ -29,6 +29,7 @@ from service.core.routes_table import route_bodies, route_methods, route_templat
 from service.core.schemas import ErrorDetail
 from service.core.watch import MAX_AWAIT_MS, AccessWatcher
 from service.db import MongoDatabase, create_client, init_db, wait_for_database
+from service.docs import install_docs
 from service.errors import (
     DatabaseUnavailable,
     PayloadTooLarge,
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 # Routes that never touch the database, so never answer 503.
 DATABASE_FREE_PATHS = frozenset({"/api/health"})
 CLOSE_TIMEOUT_SECONDS = 1.0
+OPENAPI_URL = "/openapi.json"
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_DETAIL_REF = REF_TEMPLATE.format(model="ErrorDetail")
 RETRY_AFTER = {
@@ -182,14 +184,17 @@ def create_app(
         summary="Sign up, log in with a JWT, and keep your to-do lists.",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        # /docs and /redoc are added by install_docs, with assets served from here.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_URL if docs else None,
         # A redirect to the path without its trailing slash would be absolute, built from the
         # Host header and the scheme uvicorn saw: http:// behind a TLS-terminating proxy.
         # Paths are exact: `/api/todos/` is a 404.
         redirect_slashes=False,
     )
+    if docs:
+        install_docs(app, openapi_url=OPENAPI_URL)
     install_error_handlers(app)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)
     for router in (

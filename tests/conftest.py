@@ -46,6 +46,8 @@ TIERS = ["mock", "wire"]
 # rather than one waiting for the other's last long test. Order is all this changes.
 SLOW_MODULES = [
     "test_schemathesis.py",
+    # A browser and a server per test, about a minute each.
+    "e2e/test_docs_browser.py",
     "events/test_routes.py",
     "test_cli.py",
     "core/test_http_limits.py",

@@ -1,0 +1,91 @@
+"""/docs (Swagger UI) and /redoc (ReDoc) served from the service itself.
+
+FastAPI's own pages load their JavaScript and CSS from cdn.jsdelivr.net and ReDoc's fonts from
+Google Fonts: blank on a machine without internet, and every docs visit tells a third party.
+The assets come from the `fastapi-offline` package (MIT; it ships Swagger UI 5.32.6, Apache-2.0,
+and ReDoc 2.5.3, MIT, with their licence headers): a maintained wheel pinned in pyproject.toml,
+so upgrading the docs UI is a dependency bump rather than files copied into this repository.
+Only its static files are used; the pages are FastAPI's own `get_swagger_ui_html` and
+`get_redoc_html` pointed at local URLs, so they follow FastAPI's defaults.
+"""
+
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+DOCS_URL = "/docs"
+REDOC_URL = "/redoc"
+OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+STATIC_URL = "/docs/static"
+# The browser enforces "nothing from another host" on the docs pages: ReDoc's sidebar loads
+# its maker's logo from cdn.redoc.ly unconditionally (no option turns it off), and any asset
+# added later would be refused the same way. Inline scripts and styles are FastAPI's page
+# templates and ReDoc's styled-components; blob: workers are ReDoc's search.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "worker-src 'self' blob:",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    )
+)
+# Swagger UI asks validator.swagger.io to check the spec on any host but localhost: off.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
+# The package's static folder, inside the installed wheel (a plain directory: pip unpacks it).
+ASSETS = files("fastapi_offline") / "static"
+
+
+def install_docs(app: FastAPI, *, openapi_url: str) -> None:
+    """Add the two docs pages, Swagger UI's OAuth2 redirect page and their assets to `app`,
+    which must have been built with `docs_url=None, redoc_url=None`."""
+    app.mount(STATIC_URL, StaticFiles(directory=str(ASSETS)), name="docs-static")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # root_path: behind a proxy that strips a prefix, the browser needs the full path.
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
+            swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+            swagger_ui_parameters={**SWAGGER_UI_PARAMETERS, **(app.swagger_ui_parameters or {})},
+        )
+        return _confined(page)
+
+    @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return _confined(get_swagger_ui_oauth2_redirect_html())
+
+    @app.get(REDOC_URL, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+            # The system font stack instead of a request to fonts.googleapis.com.
+            with_google_fonts=False,
+        )
+        return _confined(page)
+
+
+def _confined(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page
