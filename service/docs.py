@@ -9,6 +9,7 @@ Only its static files are used; the pages are FastAPI's own `get_swagger_ui_html
 `get_redoc_html` pointed at local URLs, so they follow FastAPI's defaults.
 """
 
+import os
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,8 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
@@ -44,6 +47,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 # Swagger UI asks validator.swagger.io to check the spec on any host but localhost: off.
 SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
+# The assets are 2.7 MB; every other answer of the service is `no-store` (core/middleware.py).
+# A day, then a revalidation by ETag (a 304): the URLs carry no version, so an upgraded
+# package reaches browsers within a day.
+ASSETS_CACHE_CONTROL = "public, max-age=86400"
 # The package's static folder, inside the installed wheel (a plain directory: pip unpacks it).
 ASSETS = files("fastapi_offline") / "static"
 
@@ -51,7 +58,7 @@ ASSETS = files("fastapi_offline") / "static"
 def install_docs(app: FastAPI, *, openapi_url: str) -> None:
     """Add the two docs pages, Swagger UI's OAuth2 redirect page and their assets to `app`,
     which must have been built with `docs_url=None, redoc_url=None`."""
-    app.mount(STATIC_URL, StaticFiles(directory=str(ASSETS)), name="docs-static")
+    app.mount(STATIC_URL, CachedStaticFiles(directory=str(ASSETS)), name="docs-static")
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
@@ -84,6 +91,21 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
             with_google_fonts=False,
         )
         return _confined(page)
+
+
+class CachedStaticFiles(StaticFiles):
+    """Starlette's static files (ETag, Last-Modified, 304s) with a Cache-Control of their own."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = ASSETS_CACHE_CONTROL
+        return response
 
 
 def _confined(page: HTMLResponse) -> HTMLResponse:

@@ -107,6 +107,18 @@ async def test_assets_have_their_content_types(client: AsyncClient) -> None:
         assert response.headers["content-type"].startswith(content_type), name
 
 
+async def test_assets_are_cached_for_a_day_and_revalidated(client: AsyncClient) -> None:
+    first = await client.get("/docs/static/swagger-ui.css")
+    assert first.headers["cache-control"] == "public, max-age=86400"
+    again = await client.get(
+        "/docs/static/swagger-ui.css", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+    assert again.content == b""
+    # The pages themselves are not cached: they carry the CSP and the OpenAPI URL.
+    assert (await client.get("/docs")).headers["cache-control"] == "no-store"
+
+
 async def test_an_unknown_asset_is_a_json_404(client: AsyncClient) -> None:
     response = await client.get("/docs/static/nope.js")
     assert response.status_code == 404
