@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.config import OperationConfig
 from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.config import Settings
@@ -39,6 +40,11 @@ from tests.utils import wait_until_serving
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
 # Seconds any one call may take; an event stream is read up to its first event (`ready`).
 REQUEST_TIMEOUT = 10
+# Body types that are a string in a grammar JSON Schema can't state (a Todoist CSV for POST
+# /api/import): a generated string is almost never one, so its 422 is by design and
+# positive_data_acceptance can't apply; every other check (no 5xx, documented statuses and
+# bodies) still does.
+GRAMMAR_BODIES = {"text/csv"}
 
 # One worker runs the whole module: the final check reads what the fuzzing tests counted.
 pytestmark = pytest.mark.xdist_group("schemathesis")
@@ -283,8 +289,10 @@ def test_api_conforms_to_its_schema(
         # Probes with a method the operation doesn't have (405) never reach authentication.
         if case.method.upper() == case.operation.method.upper():
             statuses[label][status_code] += 1
+        in_grammar = (case.media_type or "").partition(";")[0] in GRAMMAR_BODIES
         case.validate_response(
             response,
+            excluded_checks=[positive_data_acceptance] if in_grammar else None,
             headers=headers,
             transport_kwargs={"base_url": live_server, "session": http_session, "headers": headers},
         )

@@ -7,9 +7,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.core.clock import utc_now
 from service.core.deps import SettingsDep
-from service.errors import Conflict, NotFound, Unauthorized, error_responses
+from service.core.middleware import is_json
+from service.core.schemas import NOT_BLANK, ErrorDetail
+from service.errors import Conflict, NotFound, Unauthorized, UnsupportedMediaType, error_responses
 from service.lists.deps import CurrentCaller
-from service.transfer import exports, service
+from service.lists.schemas import LIST_NAME_MAX_LENGTH
+from service.transfer import exports, service, todoist
 from service.transfer.schemas import ExportFile, ExportFormat, Imported, ImportFile
 
 router = APIRouter(tags=["export and import"], responses=error_responses(Unauthorized))
@@ -38,10 +41,22 @@ def _import_schema() -> dict[str, Any]:
 
 INVALID_IMPORT = {
     "description": (
-        "The file is not a valid export, or exceeds IMPORT_MAX_TODOS or MAX_TODOS_PER_LIST: "
-        "`detail` lists the first errors, each with its `path` (`lists[2].todos[7].due`)."
+        "The file is not a valid export (or Todoist CSV), or exceeds IMPORT_MAX_TODOS or "
+        "MAX_TODOS_PER_LIST: `detail` lists the first errors, each with its `path` "
+        "(`lists[2].todos[7].due`; in a CSV `rows[7].PRIORITY`, rows numbered from the header, "
+        "row 1)."
     )
 }
+IMPORT_MEDIA_TYPES = (
+    "Unsupported media type: send an export as application/json, or a Todoist CSV as text/csv"
+)
+TODOIST_EXAMPLE = (
+    "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE\r\n"
+    "section,Garden,,,,,,,,\r\n"
+    "task,Water the plants @home,Tomatoes first,1,1,Ann (1),,every day,en,Europe/Berlin\r\n"
+    "note,The can is in the shed,,,,,,,,\r\n"
+    "task,Buy seeds,,4,2,Ann (1),,2026-12-01,en,Europe/Berlin\r\n"
+)
 
 
 @router.get(
@@ -95,27 +110,67 @@ async def export(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _import_schema()}},
+            "content": {
+                "application/json": {"schema": _import_schema()},
+                todoist.MEDIA_TYPE: {
+                    "schema": {
+                        "type": "string",
+                        "description": "A Todoist project CSV (UTF-8; a BOM is allowed).",
+                    },
+                    "example": TODOIST_EXAMPLE,
+                },
+            },
         }
     },
     responses={
         status.HTTP_422_UNPROCESSABLE_CONTENT: INVALID_IMPORT,
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {
+            "model": ErrorDetail,
+            "description": IMPORT_MEDIA_TYPES,
+        },
         **error_responses(Conflict, NotFound),
     },
 )
 async def import_file(
-    request: Request, caller: CurrentCaller, settings: SettingsDep
+    request: Request,
+    caller: CurrentCaller,
+    settings: SettingsDep,
+    list_name: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=LIST_NAME_MAX_LENGTH,
+            pattern=NOT_BLANK,
+            description=(
+                "The new list's name, for a Todoist CSV (its file has none); ignored for a "
+                f"JSON export. 1 to {LIST_NAME_MAX_LENGTH} characters, not all white space."
+            ),
+        ),
+    ] = todoist.DEFAULT_LIST_NAME,
 ) -> Imported | JSONResponse:
     """Create the lists of an export file (`GET /api/export?format=json`) as new lists you
     own, names kept, with their todos as yours; the list marked `default` fills your default
     list instead. Ids, roles and timestamps in the file are ignored.
 
+    With `Content-Type: text/csv` the body is a Todoist project CSV instead, made into one new
+    list named `list_name`: each task a todo (`@labels` as tags, PRIORITY p1..p4 as 3..0, an
+    ISO DATE as `due`, other dates, sections, parent tasks and the notes below a task kept in
+    its notes); the README says exactly what maps to what.
+
     The whole file is checked first (at most IMPORT_MAX_TODOS todos; 422 lists the first
     errors with their paths), then written all or nothing: 409 (with nothing written) past
-    MAX_LISTS_PER_USER or MAX_TODOS_PER_LIST.
+    MAX_LISTS_PER_USER or MAX_TODOS_PER_LIST. Any other body type is a 415.
     """
+    # JSON stays what a body without a type is read as (as before Todoist CSVs were read).
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
-        file = service.validate_import(await request.body(), settings)
+        if media_type == todoist.MEDIA_TYPE:
+            raw = await request.body()
+            file = todoist.read_csv(raw, list_name=list_name, settings=settings)
+        elif not media_type or is_json(media_type):
+            file = service.validate_import(await request.body(), settings)
+        else:
+            raise UnsupportedMediaType(IMPORT_MEDIA_TYPES)
     except service.ImportInvalid as invalid:
         return JSONResponse({"detail": invalid.errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return await service.import_file(caller=caller, file=file, settings=settings)

@@ -74,6 +74,11 @@ async def test_an_import_adds_lists_beside_the_existing_ones(
         (export_file({"name": " "}), "lists[0].name"),
         (export_file({"name": "L", "todos": [todo(owner="x")]}), "lists[0].todos[0].owner"),
         (export_file({"name": "L", "todos": [todo(priority=9)]}), "lists[0].todos[0].priority"),
+        # Read as a float, 2**53 + 1 would be 2**53: the bound is below it, so it still fails.
+        (
+            export_file({"name": "L", "todos": [todo(version=2**53 + 1)]}),
+            "lists[0].todos[0].version",
+        ),
         ({"version": 2, "lists": []}, "version"),
         ({"lists": []}, "version"),
     ],
