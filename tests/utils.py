@@ -209,8 +209,9 @@ async def app_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 
 
 def wait_until_serving(base_url: str, process: subprocess.Popen[Any]) -> None:
-    """Block until the server process answers /api/health (or fail if it exits or stalls)."""
-    deadline = time.monotonic() + 30
+    """Block until the server process answers /api/health (or fail if it exits or stalls).
+    60 s: a loaded 2-core machine has taken over 30 s to import and start the service."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server exited early"
         try:
