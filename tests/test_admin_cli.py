@@ -109,9 +109,25 @@ def index_names(database: Database[dict[str, Any]]) -> dict[str, set[str]]:
     }
 
 
-@pytest.mark.parametrize(
-    "command", ["create-user", "delete-user", "list-users", "export", "check", "dump", "restore"]
-)
+COMMANDS = ["create-user", "delete-user", "list-users", "export", "check", "dump", "restore"]
+
+
+def test_the_console_script_lists_every_command(tmp_path: Path) -> None:
+    """`todo-service` (pyproject's console script) runs the same parser."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("todo-service")), "--help"],
+        env=service_env(ENVIRONMENT="production"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "{serve," + ",".join(COMMANDS) + "}" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_each_admin_command_has_help_that_needs_no_settings(tmp_path: Path, command: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", command, "--help"],
