@@ -1,6 +1,6 @@
 """Command line: `python -m service serve [--host H] [--port P] [--workers N]`, and the admin
-commands: create-user, delete-user EMAIL, list-users, check, dump DIR, restore DIR [--force].
-Exit status: 0 done, 1 failed (one line on stderr), 2 usage."""
+commands: create-user, delete-user EMAIL, list-users, export EMAIL, check, dump DIR,
+restore DIR [--force]. Exit status: 0 done, 1 failed (one line on stderr), 2 usage."""
 
 import argparse
 import asyncio
@@ -26,8 +26,9 @@ from service.accounts.schemas import UserCreate, UserPublic
 from service.config import Settings, get_settings
 from service.core.http_limits import PROTOCOL as HTTP_PROTOCOL
 from service.core.logs import configure_logging
-from service.db import DatabaseUnreachableError, create_client, wait_for_database
+from service.db import DatabaseUnreachableError, MongoDatabase, create_client, wait_for_database
 from service.embedded import EmbeddedDatabase, EmbeddedDatabaseError
+from service.transfer.schemas import ExportFormat
 
 logger = logging.getLogger("service")
 
@@ -80,6 +81,24 @@ def _admin_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParse
     delete.add_argument("email", metavar="EMAIL")
     users = add("list-users", "list the users, oldest first: id, email, names, created_at")
     users.add_argument("--json", action="store_true", help="one JSON object a line")
+    export = add(
+        "export",
+        "write everything the user with this email can read, as GET /api/export gives it "
+        "to them (JSON: what POST /api/import reads)",
+    )
+    export.add_argument("email", metavar="EMAIL")
+    export.add_argument(
+        "--format",
+        choices=[each.value for each in ExportFormat],
+        default=ExportFormat.JSON.value,
+        help="default: json",
+    )
+    export.add_argument(
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write to FILE (replaced only once the export is complete) instead of stdout",
+    )
     add(
         "check",
         "check the settings, that the database answers, the indexes, whether it is a replica "
@@ -202,15 +221,17 @@ async def _run_admin(args: argparse.Namespace, settings: Settings) -> None:
             )
         except ValidationError as exc:
             raise UsageError(_validation_message(exc)) from exc
+    if args.command == "export" and args.output is not None:
+        admin.check_output(args.output)  # before waiting on the database
     async with admin.connected(settings) as database:
         if args.command == "create-user":
             user = await admin.create_user(database, settings, new)
             print(f"created {user.email} ({user.id})")  # noqa: T201 -- the CLI's output
         elif args.command == "delete-user":
-            await admin.delete_user(database, args.email)
+            await admin.delete_user(database, settings, args.email)
             print(f"deleted {args.email.strip()} and everything of theirs")  # noqa: T201
         elif args.command == "list-users":
-            async for user in admin.list_users(database):
+            async for user in admin.list_users(database, settings):
                 public = UserPublic.from_document(user)
                 if args.json:
                     print(public.model_dump_json())  # noqa: T201
@@ -219,9 +240,11 @@ async def _run_admin(args: argparse.Namespace, settings: Settings) -> None:
                         f"{public.id}\t{public.email}\t{public.fname}\t{public.lname}\t"
                         f"{public.created_at.isoformat()}"
                     )
+        elif args.command == "export":
+            await _export(args, database, settings, console)
         elif args.command == "check":
             findings = [admin.Finding("settings", True, f"database {settings.mongodb_db!r}")]
-            findings += await admin.check(database)
+            findings += await admin.check(database, settings)
             for finding in findings:
                 mark = "ok  " if finding.ok else "FAIL"
                 print(f"{mark} {finding.name}: {finding.detail}")  # noqa: T201
@@ -239,6 +262,24 @@ async def _run_admin(args: argparse.Namespace, settings: Settings) -> None:
                 f"restored {sum(counts.values())} documents of {len(counts)} collections "
                 f"from {args.directory}"
             )
+
+
+async def _export(
+    args: argparse.Namespace, database: MongoDatabase, settings: Settings, console: Console
+) -> None:
+    """`export`: to stdout, or to --output with a progress bar (stdout may be the terminal)."""
+    export_format = ExportFormat(args.format)
+    if args.output is None:
+        await admin.export_user(
+            database, settings, args.email, export_format, sys.stdout.buffer, console,
+            show_progress=False,
+        )  # fmt: skip
+        return
+    with admin.replaced_on_success(args.output) as out:
+        written = await admin.export_user(
+            database, settings, args.email, export_format, out, console, show_progress=True
+        )
+    print(f"exported {written} todos of {args.email.strip()} to {args.output}")  # noqa: T201
 
 
 def admin_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -28,7 +28,13 @@ from service.core.middleware import RequestMiddleware, method_not_allowed
 from service.core.routes_table import route_bodies, route_methods, route_templates
 from service.core.schemas import ErrorDetail
 from service.core.watch import MAX_AWAIT_MS, AccessWatcher
-from service.db import MongoDatabase, create_client, init_db, wait_for_database
+from service.db import (
+    MongoDatabase,
+    create_client,
+    ensure_setting_indexes,
+    init_db,
+    wait_for_database,
+)
 from service.docs import install_docs
 from service.errors import (
     DatabaseUnavailable,
@@ -41,12 +47,10 @@ from service.events.routes import router as events_router
 from service.events.sse import streams_end_on_exit_signal
 from service.health.routes import router as health_router
 from service.invitations.routes import router as invitations_router
-from service.lists import store as list_store
 from service.lists.deps import MEMBERSHIPS
 from service.lists.models import Membership, TodoList
 from service.lists.routes import router as lists_router
 from service.migrations import migrate
-from service.todos import store as todo_store
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
 from service.transfer.routes import router as transfer_router
@@ -80,13 +84,6 @@ class AppState(TypedDict):
     auth_cache: AuthCache
 
 
-async def _ensure_setting_indexes(settings: Settings) -> None:
-    """Indexes whose options come from settings (Beanie's can't)."""
-    retention = timedelta(days=settings.tombstone_retention_days)
-    await todo_store.ensure_tombstone_ttl(retention=retention)
-    await list_store.ensure_tombstone_ttls(retention=retention)
-
-
 @asynccontextmanager
 async def _started(state: AppState, database: MongoDatabase) -> AsyncIterator[None]:
     """What runs on the initialised database: the migration of what earlier versions stored,
@@ -94,7 +91,7 @@ async def _started(state: AppState, database: MongoDatabase) -> AsyncIterator[No
     # Before serving: requests expect today's shape (every user with a default list, every
     # todo in a list). Every worker runs it; see service/migrations.py.
     await migrate(database, now=state["clock"]())
-    await _ensure_setting_indexes(state["settings"])
+    await ensure_setting_indexes(database, state["settings"])
     if dropped := await account_store.delete_legacy_sessions():
         logger.info("deleted %d sessions from before random session ids", dropped)
     # Per worker process: one change stream on who may access what, which the

@@ -4,6 +4,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pymongo
@@ -15,6 +17,7 @@ from pymongo.monitoring import CommandListener
 
 from service.accounts.models import Session, ThrottleCounter, User
 from service.config import Settings
+from service.core.store import ensure_ttl_index
 from service.events.models import EventTicket, FeedStreamSlot
 from service.invitations.models import Invitation
 from service.lists.models import Membership, TodoList
@@ -74,6 +77,41 @@ def create_client(
 async def init_db(database: MongoDatabase) -> None:
     """Bind the document models to `database` and create their indexes."""
     await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+
+
+@dataclass(frozen=True, slots=True)
+class TTLIndex:
+    """An index that init_db can't make: its expiry is a setting (a Beanie model's indexes are
+    fixed when the class is defined)."""
+
+    collection: str
+    name: str
+    field: str
+
+
+# Every index made at startup beyond the models' (app.py, after the migration); `check`
+# compares the database with this same list. Tombstones (deleted todos and lists, ended
+# memberships) are kept TOMBSTONE_RETENTION_DAYS for sync, then removed by these; ended
+# memberships are read with every session, so they must not pile up.
+SETTING_INDEXES = (
+    TTLIndex(Todo.Settings.name, "todos_tombstone_ttl", "deleted_at"),
+    TTLIndex(TodoList.Settings.name, "lists_tombstone_ttl", "deleted_at"),
+    TTLIndex(Membership.Settings.name, "memberships_tombstone_ttl", "removed_at"),
+)
+
+
+def setting_index_expiry(settings: Settings) -> timedelta:
+    """How long after its field's instant a SETTING_INDEXES index removes a document."""
+    return timedelta(days=settings.tombstone_retention_days)
+
+
+async def ensure_setting_indexes(database: MongoDatabase, settings: Settings) -> None:
+    """Create SETTING_INDEXES, or retune those whose expiry the settings changed."""
+    after = setting_index_expiry(settings)
+    for index in SETTING_INDEXES:
+        await ensure_ttl_index(
+            database[index.collection], name=index.name, field=index.field, after=after
+        )
 
 
 async def supports_transactions(database: MongoDatabase) -> bool:

@@ -2,6 +2,8 @@
 process against the wire tier's server (each test on a database of its own), or the embedded
 default. Exit status 0 done, 1 failed, 2 usage; errors are one line on stderr."""
 
+import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -13,20 +15,17 @@ from typing import Any
 
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
+from httpx import AsyncClient
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from service.admin import RESTORE_LOCK
+from service.db import MongoDatabase
 from service.embedded import free_port
 from tests.test_cli import service_env
+from tests.utils import UserAccount, create_account, create_list, create_todo, share_list
 
 PASSWORD = "admin cli password"
-# The children import this checkout's `service`, not the one the virtualenv installed (an
-# editable install may point at another checkout).
-CHECKOUT = str(Path(__file__).resolve().parents[1])
-
-
-def admin_env(**values: str) -> dict[str, str]:
-    return service_env(PYTHONPATH=CHECKOUT, **values)
 
 
 class Admin:
@@ -46,7 +45,7 @@ class Admin:
         }
         return subprocess.run(
             [sys.executable, "-m", "service", *argv],
-            env=admin_env(**values),
+            env=service_env(**values),
             cwd=self.cwd,
             input=stdin,
             capture_output=True,
@@ -110,13 +109,29 @@ def index_names(database: Database[dict[str, Any]]) -> dict[str, set[str]]:
     }
 
 
-@pytest.mark.parametrize(
-    "command", ["create-user", "delete-user", "list-users", "check", "dump", "restore"]
-)
+COMMANDS = ["create-user", "delete-user", "list-users", "export", "check", "dump", "restore"]
+
+
+def test_the_console_script_lists_every_command(tmp_path: Path) -> None:
+    """`todo-service` (pyproject's console script) runs the same parser."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("todo-service")), "--help"],
+        env=service_env(ENVIRONMENT="production"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "{serve," + ",".join(COMMANDS) + "}" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_each_admin_command_has_help_that_needs_no_settings(tmp_path: Path, command: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "service", command, "--help"],
-        env=admin_env(ENVIRONMENT="production"),  # no SECRET_KEY: settings would fail
+        env=service_env(ENVIRONMENT="production"),  # no SECRET_KEY: settings would fail
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -232,6 +247,24 @@ def test_check_fails_and_names_missing_indexes(
     assert one_line(result) == "todo-service check: check failed: indexes present"
 
 
+def test_check_names_a_missing_tombstone_ttl_index(
+    admin: Admin, mongo: MongoClient[dict[str, Any]]
+) -> None:
+    assert admin.create_user("ada@example.com").returncode == 0  # makes them, as `serve` does
+    mongo[admin.database]["memberships"].drop_index("memberships_tombstone_ttl")
+    result = admin("check")
+    assert result.returncode == 1
+    assert "missing: memberships.memberships_tombstone_ttl " in result.stdout
+
+
+def test_check_names_a_tombstone_ttl_index_of_another_retention(admin: Admin) -> None:
+    assert admin.create_user("ada@example.com").returncode == 0
+    result = admin("check", TOMBSTONE_RETENTION_DAYS="2")
+    assert result.returncode == 1
+    assert "different: todos.todos_tombstone_ttl (expireAfterSeconds 2592000, " in result.stdout
+    assert "lists.lists_tombstone_ttl" in result.stdout
+
+
 def test_an_unreachable_database_fails_in_one_line(admin: Admin) -> None:
     result = admin(
         "list-users",
@@ -310,7 +343,7 @@ def test_the_embedded_default_is_dumped_and_restored(tmp_path: Path) -> None:
     def run(*argv: str, data_dir: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "service", *argv],
-            env=admin_env(ENVIRONMENT="development", DATA_DIR=str(data_dir)),
+            env=service_env(ENVIRONMENT="development", DATA_DIR=str(data_dir)),
             cwd=tmp_path,
             input=stdin,
             capture_output=True,
@@ -330,3 +363,214 @@ def test_the_embedded_default_is_dumped_and_restored(tmp_path: Path) -> None:
     assert restored.returncode == 0, restored.stderr
     listed = run("list-users", data_dir=second)
     assert listed.stdout.split("\t")[1] == "ada@example.com"
+
+
+# ---- export ----
+
+# Text a CSV or JSON writer could get wrong: separators, quotes, line breaks, formulas, UTF-8.
+AWKWARD = 'say "hi", then\nleave ✓'
+
+
+async def exported_account(client: AsyncClient, alice: UserAccount, bob: UserAccount) -> None:
+    """Alice's Inbox with awkward todos (and a deleted one), and Bob's list she can view."""
+    await create_todo(client, alice, AWKWARD, notes="=SUM(A1)", tags=["a", "b"], due="2026-12-01")
+    await create_todo(client, alice, "-1 plain", priority=2)
+    gone = await create_todo(client, alice, "deleted")
+    assert (await client.delete(f"/api/todos/{gone['id']}", headers=alice.headers)).is_success
+    shared = await create_list(client, bob, "Bob's, shared")
+    await share_list(client, bob, shared["id"], alice, "viewer")
+    await create_todo(client, bob, "bob's todo", list_id=shared["id"])
+    await create_todo(client, bob, "bob's private todo")
+
+
+def without_date(export: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in export.items() if key != "exported_at"}
+
+
+@pytest.mark.wire_only
+async def test_export_json_is_what_get_api_export_gives(
+    client: AsyncClient,
+    alice: UserAccount,
+    bob: UserAccount,
+    database: MongoDatabase,
+    wire_url: str,
+    tmp_path: Path,
+) -> None:
+    await exported_account(client, alice, bob)
+    admin = Admin(wire_url, database.name, tmp_path)
+    result = await asyncio.to_thread(admin, "export", alice.email.upper())
+    assert result.returncode == 0, result.stderr
+    response = await client.get("/api/export", headers=alice.headers)
+    assert response.status_code == 200
+    expected = without_date(json.loads(response.content))
+    assert without_date(json.loads(result.stdout)) == expected
+    assert [len(each["todos"]) for each in expected["lists"]] == [2, 1]
+    assert result.stderr == ""
+
+
+@pytest.mark.wire_only
+async def test_export_csv_to_a_file_is_what_get_api_export_gives(
+    client: AsyncClient,
+    alice: UserAccount,
+    bob: UserAccount,
+    database: MongoDatabase,
+    wire_url: str,
+    tmp_path: Path,
+) -> None:
+    await exported_account(client, alice, bob)
+    admin = Admin(wire_url, database.name, tmp_path)
+    output = tmp_path / "alice.csv"
+    result = await asyncio.to_thread(
+        admin, "export", alice.email, "--format", "csv", "--output", str(output)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"exported 3 todos of {alice.email} to {output}\n"
+    response = await client.get("/api/export", params={"format": "csv"}, headers=alice.headers)
+    assert output.read_bytes() == response.content
+    left = await asyncio.to_thread(lambda: [path.name for path in tmp_path.iterdir()])
+    assert left == ["alice.csv"], "no temporary file left"
+
+
+@pytest.mark.wire_only
+async def test_an_exported_json_imports_into_an_empty_account(
+    client: AsyncClient,
+    alice: UserAccount,
+    bob: UserAccount,
+    database: MongoDatabase,
+    wire_url: str,
+    tmp_path: Path,
+) -> None:
+    await exported_account(client, alice, bob)
+    admin = Admin(wire_url, database.name, tmp_path)
+    result = await asyncio.to_thread(admin, "export", alice.email)
+    assert result.returncode == 0, result.stderr
+    carol = await create_account(client)
+    imported = await client.post(
+        "/api/import",
+        content=result.stdout.encode(),
+        headers={**carol.headers, "Content-Type": "application/json"},
+    )
+    assert imported.status_code == 201, imported.text
+    assert imported.json() == {"lists": 1, "todos": 3}  # the Inbox is filled, not created
+    again = json.loads((await client.get("/api/export", headers=carol.headers)).content)
+    shown = [
+        (each["name"], [(t["text"], t["notes"], t["tags"]) for t in each["todos"]])
+        for each in again["lists"]
+    ]
+    assert shown == [
+        ("Inbox", [(AWKWARD, "=SUM(A1)", ["a", "b"]), ("-1 plain", "", [])]),
+        ("Bob's, shared", [("bob's todo", "", [])]),
+    ]
+
+
+def test_export_of_an_unknown_email_fails_in_one_line(admin: Admin, tmp_path: Path) -> None:
+    assert admin.create_user("ada@example.com").returncode == 0
+    kept = tmp_path / "earlier.json"
+    kept.write_text("an earlier export")
+    result = admin("export", "nobody@example.com", "--output", str(kept))
+    assert result.returncode == 1
+    assert one_line(result) == "todo-service export: no user with email 'nobody@example.com'"
+    assert kept.read_text() == "an earlier export", "a failed export replaces nothing"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["earlier.json"]
+
+
+def test_export_in_another_format_is_a_usage_error(admin: Admin) -> None:
+    result = admin("export", "ada@example.com", "--format", "xml")
+    assert result.returncode == 2
+    assert "invalid choice: 'xml'" in result.stderr
+
+
+def test_export_to_a_directory_fails_in_one_line(admin: Admin, tmp_path: Path) -> None:
+    result = admin("export", "ada@example.com", "--output", str(tmp_path))
+    assert result.returncode == 1
+    assert one_line(result) == f"todo-service export: {tmp_path} is a directory"
+
+
+# ---- damaged dumps, and restores at once ----
+
+
+def admin_collections(database: Database[dict[str, Any]]) -> list[str]:
+    return [name for name in database.list_collection_names() if name.startswith("_admin.")]
+
+
+def drop_last_line(path: Path) -> None:
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+
+
+def garble_first_line(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text('{"_id": {"$oid": "not an id"}\n' + "".join(lines[1:]))
+
+
+def duplicate_first_line(path: Path) -> None:
+    """Still a readable dump (the manifest counts the copy), but one the database refuses."""
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "".join(lines))
+    manifest_path = path.parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["collections"][path.stem]["documents"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (drop_last_line, "lists.jsonl holds 0 documents, the manifest says 1: the dump is damaged"),
+        (garble_first_line, "lists.jsonl line 1: not Extended JSON"),
+        (lambda path: path.unlink(), "is incomplete: lists.jsonl is missing"),
+        (duplicate_first_line, "E11000"),
+    ],
+    ids=["truncated", "bad line", "missing file", "refused by the database"],
+)
+def test_a_damaged_dump_fails_in_one_line_and_changes_nothing(
+    admin: Admin,
+    mongo: MongoClient[dict[str, Any]],
+    tmp_path: Path,
+    damage: Any,
+    message: str,
+) -> None:
+    assert admin.create_user("ada@example.com").returncode == 0
+    assert admin("dump", str(tmp_path / "backup")).returncode == 0
+    damage(tmp_path / "backup" / "lists.jsonl")
+    assert admin.create_user("later@example.com").returncode == 0
+    database = mongo[admin.database]
+    before = contents(database)
+    result = admin("restore", "--force", str(tmp_path / "backup"))
+    assert result.returncode == 1
+    assert message in one_line(result)
+    assert contents(database) == before, "the database is as it was"
+    assert admin_collections(database) == []
+
+
+def test_a_restore_while_another_runs_fails_in_one_line_and_changes_nothing(
+    admin: Admin, mongo: MongoClient[dict[str, Any]], tmp_path: Path
+) -> None:
+    assert admin.create_user("ada@example.com").returncode == 0
+    assert admin("dump", str(tmp_path / "backup")).returncode == 0
+    database = mongo[admin.database]
+    # What a running restore holds (one insert decides which of two holds it).
+    database[RESTORE_LOCK].insert_one({"_id": "restore", "pid": 4242, "host": "elsewhere"})
+    before = contents(database)
+    refused = admin("restore", "--force", str(tmp_path / "backup"))
+    assert refused.returncode == 1
+    line = one_line(refused)
+    assert line.startswith(
+        f"todo-service restore: another restore into '{admin.database}' is running "
+        "(pid 4242 on elsewhere"
+    )
+    assert contents(database) == before
+    database[RESTORE_LOCK].drop()
+    restored = admin("restore", "--force", str(tmp_path / "backup"))
+    assert restored.returncode == 0, restored.stderr
+    assert admin_collections(database) == [], "the lock is released"
+
+
+def test_dump_into_a_path_that_is_a_file_fails_in_one_line(admin: Admin, tmp_path: Path) -> None:
+    (tmp_path / "backup").write_text("mine")
+    result = admin("dump", str(tmp_path / "backup"))
+    assert result.returncode == 1
+    assert (
+        one_line(result)
+        == f"todo-service dump: {tmp_path / 'backup'} exists and is not an empty directory"
+    )
+    assert (tmp_path / "backup").read_text() == "mine"

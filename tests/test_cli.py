@@ -21,11 +21,16 @@ STARTUP_TIMEOUT = 60.0
 
 
 _SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+# The checkout these tests belong to. Children run `-m service` from a temporary directory, so
+# without it they would import whatever checkout the virtualenv's editable install points at.
+CHECKOUT = str(Path(__file__).resolve().parents[1])
 
 
 def service_env(**values: str) -> dict[str, str]:
-    """The environment minus every setting, plus `values`."""
+    """The environment minus every setting, plus `values`; children import this checkout's
+    `service` (PYTHONPATH first)."""
     env = {key: value for key, value in os.environ.items() if key not in _SETTING_NAMES}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [CHECKOUT, env.get("PYTHONPATH")]))
     env.update(values)
     return env
 

@@ -283,10 +283,16 @@ def all_users() -> AsyncIterator[User]:
     return store.iter_users()
 
 
+async def find_user_by_email(*, email: str) -> User | None:
+    """The user with this email as an administrator types it (any case, spaces around), if
+    any: the admin CLI's commands about one user."""
+    return await store.get_user_by_email(email=normalise_email(email.strip()))
+
+
 async def delete_user_by_email(*, email: str, now: datetime) -> bool:
     """Delete the user with this email (as typed) and everything of theirs, without a
     password: an administrator's deletion (the admin CLI). False if there is no such user."""
-    user = await store.get_user_by_email(email=normalise_email(email.strip()))
+    user = await find_user_by_email(email=email)
     if user is None:
         return False
     await delete_everything_of(user_id=id_of(user), email=user.email, now=now)

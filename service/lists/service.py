@@ -10,8 +10,10 @@ from typing import Any, NoReturn
 
 from beanie import PydanticObjectId
 
+from service.accounts.models import User
 from service.core.budget import budgeted
 from service.core.clock import utc_now
+from service.core.store import id_of
 from service.errors import Conflict, Forbidden, NotFound, PreconditionFailed
 from service.lists import store
 from service.lists.access import ADMIN, LIST_NOT_FOUND, Caller, split_memberships
@@ -298,3 +300,14 @@ leave_all_lists = store.leave_all_lists
 lists_by_ids = store.lists_by_ids
 # An import takes the slots of all the todos it adds to a list in one conditional update.
 reserve_todo_slots = store.reserve_todo_slots
+
+
+# The caller an HTTP request of `user` would be (lists.deps.get_caller), for code that acts as
+# them without a session: the admin CLI's `export EMAIL`.
+ADMIN_SESSION = "admin-cli"
+
+
+async def caller_of(user: User) -> Caller:
+    """`user` as a Caller, with their memberships as a request of theirs reads them."""
+    memberships = await store.memberships_of(user_id=id_of(user))
+    return Caller.of(user, ADMIN_SESSION, memberships)

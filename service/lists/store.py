@@ -8,7 +8,7 @@ by todos through reserve_todo_slot, right after the todo's insert).
 
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -19,7 +19,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from service.accounts.models import User
 from service.core.budget import budgeted
 from service.core.clock import utc_now
-from service.core.store import StoredDocument, ensure_ttl_index
+from service.core.store import StoredDocument
 from service.core.watch import changed_here
 from service.errors import Conflict, NotFound
 from service.lists.access import LIST_NOT_FOUND
@@ -508,25 +508,6 @@ async def end_memberships_of_list(
     _lists_changed(list_id)
 
 
-# ---- tombstones ----
-
-LIST_TOMBSTONE_TTL_INDEX = "lists_tombstone_ttl"
-MEMBERSHIP_TOMBSTONE_TTL_INDEX = "memberships_tombstone_ttl"
-
-
-@budgeted
-async def ensure_tombstone_ttls(*, retention: timedelta) -> None:
-    """Deleted lists and ended memberships are kept `retention` (TOMBSTONE_RETENTION_DAYS) for
-    lists sync, as deleted todos are: then TTL indexes remove them. Ended memberships are read
-    with every session, so they must not pile up."""
-    await ensure_ttl_index(
-        _lists(), name=LIST_TOMBSTONE_TTL_INDEX, field="deleted_at", after=retention
-    )
-    await ensure_ttl_index(
-        _memberships(), name=MEMBERSHIP_TOMBSTONE_TTL_INDEX, field="removed_at", after=retention
-    )
-
-
 # ---- For invitations (issue 12, written with the invitations feature) ----------------------
 # A list's pending invitations hold slots in its `pending_invitations` (lists/models.py), one
 # per invited email, each with its invitation's expiry: MAX_PENDING_INVITATIONS is taken by one
@@ -778,11 +759,19 @@ async def lists_by_ids(*, list_ids: list[PydanticObjectId]) -> list[StoredDocume
         await _lists()
         .find(
             {"_id": {"$in": list_ids}, **LIVE},
-            {"name": 1, "is_default": 1, "created_at": 1},
+            {"name": 1, "is_default": 1, "created_at": 1, "todo_count": 1},
             sort=[("is_default", -1), ("created_at", 1), ("_id", 1)],
         )
         .to_list(None)
     )
+    return found
+
+
+@budgeted
+async def memberships_of(*, user_id: PydanticObjectId) -> list[StoredDocument]:
+    """Every membership document of the user, live or ended: what lists.deps.MEMBERSHIPS
+    reads with a session, for a caller without one (the admin CLI's export)."""
+    found: list[StoredDocument] = await _memberships().find({"user_id": user_id}).to_list(None)
     return found
 
 

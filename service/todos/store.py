@@ -8,14 +8,13 @@ The todo limit (MAX_TODOS_PER_LIST) is a slot on the list document, taken and gi
 service.py through lists.service: this module only touches todos.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pymongo
 from beanie import PydanticObjectId
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure
 
 from service.core.budget import budgeted
 from service.core.clock import utc_now
@@ -261,30 +260,6 @@ async def delete_todos_in_list(
         {"list_id": list_id, **LIVE}, _tombstone_update(utc_now()), session=session
     )
     return result.modified_count
-
-
-TOMBSTONE_TTL_INDEX = "todos_tombstone_ttl"
-
-
-@budgeted
-async def ensure_tombstone_ttl(*, retention: timedelta) -> None:
-    """Create (or retune) the TTL index that removes tombstones after `retention`."""
-    seconds = int(retention.total_seconds())
-    collection = Todo.get_pymongo_collection()
-    try:
-        await collection.create_index(
-            [("deleted_at", pymongo.ASCENDING)],
-            name=TOMBSTONE_TTL_INDEX,
-            expireAfterSeconds=seconds,
-        )
-    except OperationFailure as exc:
-        if exc.code not in {85, 86}:  # IndexOptionsConflict, IndexKeySpecsConflict
-            raise
-        await collection.database.command(
-            "collMod",
-            collection.name,
-            index={"name": TOMBSTONE_TTL_INDEX, "expireAfterSeconds": seconds},
-        )
 
 
 @budgeted

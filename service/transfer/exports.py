@@ -5,7 +5,7 @@ holds one page in memory, never the whole file."""
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,8 @@ class ExportedList:
     name: str
     role: Role
     default: bool
+    # Its live todos as the list counts them (MAX_TODOS_PER_LIST): what a progress bar expects.
+    todo_count: int = 0
 
 
 async def readable_lists(caller: Caller) -> list[ExportedList]:
@@ -60,6 +62,7 @@ async def readable_lists(caller: Caller) -> list[ExportedList]:
             name=stored["name"],
             role=caller.roles[stored["_id"]],
             default=stored["_id"] == caller.default_list_id,
+            todo_count=stored.get("todo_count", 0),
         )
         for stored in found
         if stored["_id"] in caller.roles
@@ -70,8 +73,16 @@ def filename(export_format: ExportFormat, now: datetime) -> str:
     return f"todos-{now:%Y-%m-%dT%H%M%SZ}.{export_format.value}"
 
 
+# Told the number of todos of each page as it is written out (the admin CLI's progress bar).
+PageHook = Callable[[int], None]
+
+
+def _ignore(_: int) -> None:
+    pass
+
+
 async def _todos_of(
-    list_id: PydanticObjectId, page_budget: float
+    list_id: PydanticObjectId, page_budget: float, on_page: PageHook
 ) -> AsyncIterator[list[ExportTodo]]:
     """The list's live todos, a page at a time, in creation order.
 
@@ -85,6 +96,7 @@ async def _todos_of(
             page = await todos.live_todos_page(list_id=list_id, after=after, limit=PAGE_SIZE)
         if page:
             yield [_exported(stored) for stored in page]
+            on_page(len(page))
         if len(page) < PAGE_SIZE:
             return
         after = page[-1]["_id"]
@@ -95,8 +107,22 @@ def _exported(stored: StoredTodo) -> ExportTodo:
     return ExportTodo.model_validate(public)
 
 
+def chunks(
+    exported: list[ExportedList],
+    export_format: ExportFormat,
+    now: datetime,
+    page_budget: float,
+    on_page: PageHook = _ignore,
+) -> AsyncIterator[str]:
+    """The export of `exported` in `export_format`, a piece at a time: the body of GET
+    /api/export, and what `python -m service export` writes."""
+    if export_format is ExportFormat.JSON:
+        return json_chunks(exported, now, page_budget, on_page)
+    return csv_chunks(exported, page_budget, on_page)
+
+
 async def json_chunks(
-    exported: list[ExportedList], now: datetime, page_budget: float
+    exported: list[ExportedList], now: datetime, page_budget: float, on_page: PageHook = _ignore
 ) -> AsyncIterator[str]:
     """The export as one JSON document (schemas.ExportFile), a piece at a time."""
     head = {"version": EXPORT_VERSION, "exported_at": now.isoformat().replace("+00:00", "Z")}
@@ -105,7 +131,7 @@ async def json_chunks(
         shown = {"name": each.name, "role": each.role.value, "default": each.default}
         yield ("," if index else "") + json.dumps(shown)[:-1] + ', "todos": ['
         first = True
-        async for page in _todos_of(each.list_id, page_budget):
+        async for page in _todos_of(each.list_id, page_budget, on_page):
             texts = (todo.model_dump_json() for todo in page)
             yield ("" if first else ",") + ",".join(texts)
             first = False
@@ -132,12 +158,14 @@ def _csv_text(rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-async def csv_chunks(exported: list[ExportedList], page_budget: float) -> AsyncIterator[str]:
+async def csv_chunks(
+    exported: list[ExportedList], page_budget: float, on_page: PageHook = _ignore
+) -> AsyncIterator[str]:
     """The export as CSV (RFC 4180: quoted where needed, CRLF), one row per todo after a
     header row; tags space-separated."""
     yield _csv_text([list(CSV_COLUMNS)])
     for each in exported:
-        async for page in _todos_of(each.list_id, page_budget):
+        async for page in _todos_of(each.list_id, page_budget, on_page):
             rows = []
             for todo in page:
                 fields = todo.model_dump()

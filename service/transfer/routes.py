@@ -89,14 +89,9 @@ async def export(
     now = utc_now()
     exported = await exports.readable_lists(caller)
     page_budget = settings.request_db_budget_ms / 1000
-    chunks = (
-        exports.json_chunks(exported, now, page_budget)
-        if export_format is ExportFormat.JSON
-        else exports.csv_chunks(exported, page_budget)
-    )
     name = exports.filename(export_format, now)
     return StreamingResponse(
-        chunks,
+        exports.chunks(exported, export_format, now, page_budget),
         media_type=exports.MEDIA_TYPES[export_format],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -9,8 +9,10 @@ import pytest
 from beanie import PydanticObjectId
 from httpx import AsyncClient
 
+from service.config import Settings
 from service.core.clock import utc_now
 from service.core.pagination import encode_cursor, fingerprint
+from service.db import MongoDatabase, ensure_setting_indexes
 from service.lists import store
 from service.lists.models import Membership, Role, TodoList
 from tests.lists.conftest import Shared, add_member, get_list, make_list
@@ -315,6 +317,9 @@ async def test_ended_memberships_and_deleted_lists_expire_with_the_retention(
 
 # mongomock has no collMod (and its index conflict has no code).
 @pytest.mark.wire_only
-async def test_a_changed_retention_retunes_the_ttl_indexes(client: AsyncClient) -> None:
-    await store.ensure_tombstone_ttls(retention=timedelta(days=2))
+async def test_a_changed_retention_retunes_the_ttl_indexes(
+    client: AsyncClient, database: MongoDatabase, settings: Settings
+) -> None:
+    changed = settings.model_copy(update={"tombstone_retention_days": 2})
+    await ensure_setting_indexes(database, changed)
     assert await ttls() == [2 * 24 * 60 * 60] * 2
