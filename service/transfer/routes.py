@@ -7,9 +7,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.core.clock import utc_now
 from service.core.deps import SettingsDep
-from service.errors import Conflict, NotFound, Unauthorized, error_responses
+from service.core.schemas import ErrorDetail
+from service.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    ImportsBusy,
+    NotFound,
+    Unauthorized,
+    error_responses,
+)
 from service.lists.deps import CurrentCaller
 from service.transfer import exports, service
+from service.transfer.deps import ImportParserDep
 from service.transfer.schemas import ExportFile, ExportFormat, Imported, ImportFile
 
 router = APIRouter(tags=["export and import"], responses=error_responses(Unauthorized))
@@ -35,6 +44,28 @@ def _import_schema() -> dict[str, Any]:
     inlined: dict[str, Any] = _inlined(schema, definitions)
     return inlined
 
+
+# Its body is bounded by IMPORT_MAX_BYTES, not MAX_BODY_BYTES (service/app.py tells the
+# request middleware).
+IMPORT_ROUTE = "/import"
+
+TOO_LARGE_IMPORT = {
+    "model": ErrorDetail,
+    "description": "The body is larger than IMPORT_MAX_BYTES (declared, or as it streams in).",
+}
+BUSY_IMPORT = {
+    "model": ErrorDetail,
+    "description": (
+        f"{DatabaseUnavailable.detail}, or: {ImportsBusy.detail} (the server parses a bounded "
+        "number of import files at once). Retry after `Retry-After` seconds."
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"},
+        }
+    },
+}
 
 INVALID_IMPORT = {
     "description": (
@@ -88,7 +119,7 @@ async def export(
 
 
 @router.post(
-    "/import",
+    IMPORT_ROUTE,
     status_code=status.HTTP_201_CREATED,
     summary="Import an export file as new lists of yours",
     response_model=Imported,
@@ -99,23 +130,28 @@ async def export(
         }
     },
     responses={
+        status.HTTP_413_CONTENT_TOO_LARGE: TOO_LARGE_IMPORT,
         status.HTTP_422_UNPROCESSABLE_CONTENT: INVALID_IMPORT,
+        status.HTTP_503_SERVICE_UNAVAILABLE: BUSY_IMPORT,
         **error_responses(Conflict, NotFound),
     },
 )
 async def import_file(
-    request: Request, caller: CurrentCaller, settings: SettingsDep
+    request: Request, caller: CurrentCaller, settings: SettingsDep, parser: ImportParserDep
 ) -> Imported | JSONResponse:
     """Create the lists of an export file (`GET /api/export?format=json`) as new lists you
     own, names kept, with their todos as yours; the list marked `default` fills your default
     list instead. Ids, roles and timestamps in the file are ignored.
 
-    The whole file is checked first (at most IMPORT_MAX_TODOS todos; 422 lists the first
-    errors with their paths), then written all or nothing: 409 (with nothing written) past
-    MAX_LISTS_PER_USER or MAX_TODOS_PER_LIST.
+    The body may be up to IMPORT_MAX_BYTES (16 MiB by default; 413 above), not
+    MAX_BODY_BYTES. The whole file is checked first (at most IMPORT_MAX_TODOS todos; 422 lists
+    the first errors with their paths), then written all or nothing (one transaction where
+    the database has them): 409 (with nothing written) past MAX_LISTS_PER_USER or
+    MAX_TODOS_PER_LIST. 503 with Retry-After when the server is parsing as many files as it
+    takes at once.
     """
     try:
-        file = service.validate_import(await request.body(), settings)
+        file = await parser.parse(await request.body(), settings)
     except service.ImportInvalid as invalid:
         return JSONResponse({"detail": invalid.errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return await service.import_file(caller=caller, file=file, settings=settings)
