@@ -53,6 +53,8 @@ from service.lists.routes import router as lists_router
 from service.migrations import migrate
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
+from service.transfer.parsing import ImportParser
+from service.transfer.routes import IMPORT_ROUTE
 from service.transfer.routes import router as transfer_router
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ class AppState(TypedDict):
     feed: ChangeFeed
     access: AccessWatcher
     auth_cache: AuthCache
+    imports: ImportParser
 
 
 @asynccontextmanager
@@ -154,6 +157,7 @@ def create_app(
             ),
             access=access,
             auth_cache=AuthCache(access, max_staleness_ms=staleness_ms, joins=(MEMBERSHIPS,)),
+            imports=ImportParser(),
         )
         if database is not None:
             await init_db(database)
@@ -225,6 +229,8 @@ def create_app(
         bodies=route_bodies(app),
         templates=route_templates(app),
         max_body_bytes=settings.max_body_bytes,
+        # An export file of IMPORT_MAX_TODOS todos is larger than any other body.
+        body_limits={("POST", "/api" + IMPORT_ROUTE): settings.import_max_bytes},
         budget_seconds=settings.request_db_budget_ms / 1000,
         metrics_on=settings.metrics_on,
         # Inside the request id and security headers, which its preflight answers get too,

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     max_todos_per_list: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     # Todos one POST /api/import may carry (422 above): it is validated whole before writing.
     import_max_todos: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    # The largest POST /api/import body (413 above), in place of MAX_BODY_BYTES for it alone:
+    # an exported todo takes ~330 bytes besides its text, notes and tags, so 16 MiB holds
+    # 5000 of them at ~3.3 KB each (a full 1000-character text and 2000 of notes every one).
+    # At most 64 MiB, what the compose proxy lets through (deploy/nginx.conf).
+    import_max_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 16 * 1024 * 1024
     # Lists and sharing: lists a user owns (the default list included), members of a list (its
     # owner included), pending invitations of a list, invitations a user sends in any 24 h
     # (429 past it), and how long an invitation stays acceptable.

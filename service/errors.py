@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_SECONDS = 5
 # ... and when the password hashing queue is full (a hash takes ~0.1-0.3 s).
 PASSWORD_HASH_BUSY_RETRY_AFTER_SECONDS = 1
+# ... and when a worker parses as many import files as it takes (one takes ~0.1-0.4 s).
+IMPORTS_BUSY_RETRY_AFTER_SECONDS = 1
 
 
 class ServiceError(Exception):
@@ -117,6 +119,16 @@ class PasswordHashingBusy(ServiceUnavailable):
     detail = "Too many password checks at once; try again shortly"
     headers: ClassVar[dict[str, str] | None] = {
         "Retry-After": str(PASSWORD_HASH_BUSY_RETRY_AFTER_SECONDS)
+    }
+
+
+class ImportsBusy(ServiceUnavailable):
+    """503 when a worker already parses (or has waiting) as many import files as it takes
+    (transfer/parsing.py): a burst of large imports must not take every thread or all memory."""
+
+    detail = "Too many imports at once; try again shortly"
+    headers: ClassVar[dict[str, str] | None] = {
+        "Retry-After": str(IMPORTS_BUSY_RETRY_AFTER_SECONDS)
     }
 
 

@@ -467,8 +467,11 @@ def test_proxy_is_the_only_trusted_proxy_and_sets_the_client_address() -> None:
 
 
 def test_proxy_lets_the_service_apply_its_own_limits() -> None:
-    largest_body = next(
-        meta.le for meta in Settings.model_fields["max_body_bytes"].metadata if hasattr(meta, "le")
+    largest_body = max(
+        meta.le
+        for name in ("max_body_bytes", "import_max_bytes")
+        for meta in Settings.model_fields[name].metadata
+        if hasattr(meta, "le")
     )
     assert _nginx("client_max_body_size") == [[f"{largest_body // (1024 * 1024)}m"]]
     assert _nginx("large_client_header_buffers") == [["4", "16k"]]

@@ -5,7 +5,7 @@ timestamps: the TTL monitor removes expired sessions only about once a minute.
 """
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,10 +22,11 @@ from service.accounts.models import (
     Session,
     User,
 )
+from service.core import transactions
 from service.core.budget import budgeted
 from service.core.store import update_then_read
+from service.core.transactions import TransactionSteps
 from service.core.watch import changed_here
-from service.db import supports_transactions
 from service.errors import Conflict
 
 # Every write here that changes what a session may do (a revocation, a user changed or
@@ -94,22 +95,12 @@ async def update_user(*, user_id: PydanticObjectId, changes: dict[str, Any]) -> 
     return None if stored is None else User.model_validate(stored)
 
 
-# A step of a multi-collection write: given the transaction's session, or None where the
-# server has no transactions.
-TransactionSteps = Callable[[AsyncClientSession | None], Awaitable[None]]
-
-
 @budgeted
-async def in_transaction(steps: TransactionSteps) -> None:
+async def in_transaction(steps: TransactionSteps[None]) -> None:
     """Run `steps` in one transaction where the server has them (a replica set or mongos);
     on a standalone server, run them one by one with no session: their order must then leave
-    a consistent state wherever they stop."""
-    database = User.get_pymongo_collection().database
-    if not await supports_transactions(database):
-        await steps(None)
-        return
-    async with database.client.start_session() as session:
-        await session.with_transaction(steps)
+    a consistent state wherever they stop (core/transactions.py)."""
+    await transactions.in_transaction(User.get_pymongo_collection().database, steps)
 
 
 @budgeted

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -128,9 +128,10 @@ class RequestMiddleware:
     5. A body must come in the type its route takes (RouteBodies): a non-JSON body on a JSON
        route is a 415; a non-form body on a form route a 422 that says a form is expected
        (FastAPI's own answers, "Input should be a valid dictionary", don't say what's wrong).
-    6. 413 for a body over `max_body_bytes`: a declared Content-Length over it before the app
-       runs, else counted as the app reads it, so a missing or lying Content-Length gets no
-       further.
+    6. 413 for a body over `max_body_bytes` (or the route's own limit in `body_limits`, by
+       method and path: an import takes more): a declared Content-Length over it before the
+       app runs, else counted as the app reads it, so a missing or lying Content-Length gets
+       no further.
     7. One database time budget (service/core/budget.py) for the request.
     8. After the response: one JSON access line (`service.access`, the route template, never
        the raw path or query) and the request metrics; an unhandled error is logged and
@@ -148,6 +149,7 @@ class RequestMiddleware:
         bodies: RouteBodies | None = None,
         templates: dict[int, str] | None = None,
         max_body_bytes: int,
+        body_limits: Mapping[tuple[str, str], int] | None = None,
         budget_seconds: float = 2.0,
         metrics_on: bool = True,
         wrap_checks: Callable[[ASGIApp], ASGIApp] | None = None,
@@ -158,6 +160,7 @@ class RequestMiddleware:
         self.bodies = bodies or RouteBodies(())
         self.templates = templates or {}
         self.max_body_bytes = max_body_bytes
+        self.body_limits = dict(body_limits or {})
         self.budget_seconds = budget_seconds
         # Without /metrics nobody can read them: observing would be work for nothing.
         self.metrics_on = metrics_on
@@ -256,11 +259,11 @@ class RequestMiddleware:
                     response = JSONResponse({"detail": [{**error, "msg": FORM_EXPECTED}]}, 422)
                     await response(scope, receive, send)
                     return
+        max_bytes = self.body_limits.get((method, scope["path"]), self.max_body_bytes)
         declared = head.content_length or ""
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared.isdigit() and int(declared) > max_bytes:
             await _error(PayloadTooLarge.status_code, PayloadTooLarge.detail)(scope, receive, send)
             return
-        max_bytes = self.max_body_bytes
         received = 0
         started = False
 

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import pymongo
@@ -242,6 +243,50 @@ def changed_here(collection: str, *ids: Any) -> None:
     "users" everything that decides what the user may access. Other workers learn it from
     their stream. Heard by the listener the request bound (context.bind_access_listener): a
     request's context belongs to the worker (app) that serves it, so two apps in one process
-    stay two workers; outside a request, a no-op."""
-    if ids and (listener := access_listener()) is not None:
+    stay two workers; outside a request, a no-op. Inside `changes_held` (a transaction), held
+    until it says whether they were committed."""
+    if not ids:
+        return
+    held = _held.get()
+    if held is not None:
+        held.changes.append((collection, ids))
+    elif (listener := access_listener()) is not None:
         listener(collection, ids)
+
+
+class HeldChanges:
+    """The `changed_here` calls of a transaction, not announced yet."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, tuple[Any, ...]]] = []
+
+    def forget(self) -> None:
+        """Drop what was held: the writes were rolled back (an attempt retried, or given up)."""
+        self.changes.clear()
+
+    def announce(self) -> None:
+        """Tell this worker what was held (the writes were committed), once."""
+        changes, self.changes = self.changes, []
+        if (listener := access_listener()) is not None:
+            for collection, ids in changes:
+                listener(collection, ids)
+
+
+_held: ContextVar[HeldChanges | None] = ContextVar("changes_held", default=None)
+
+
+@contextlib.contextmanager
+def changes_held() -> Iterator[HeldChanges]:
+    """Hold this task's `changed_here` calls until the caller announces or forgets them.
+
+    A transaction's writes are seen by nobody before it commits: announced at once, the cache
+    would drop its entries and a parallel request could read the old state back into it
+    before the commit, to be trusted after it; and a rolled-back write must not be announced
+    at all. So the transaction's runner (core/transactions.py) announces them after the commit.
+    """
+    held = HeldChanges()
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from beanie import PydanticObjectId
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from service.accounts.models import User
 from service.core.budget import budgeted
@@ -59,10 +60,13 @@ async def read_list(*, caller: Caller, list_id: PydanticObjectId, role: Role) ->
 
 
 @budgeted
-async def create_list(*, caller: Caller, name: str, max_lists: int) -> ListPublic:
-    """A new list the caller owns; Conflict once they own `max_lists`."""
+async def create_list(
+    *, caller: Caller, name: str, max_lists: int, session: AsyncClientSession | None = None
+) -> ListPublic:
+    """A new list the caller owns; Conflict once they own `max_lists`. In `session`'s
+    transaction if given (an import)."""
     stored = await store.create_list(
-        owner_id=caller.user_id, name=name, max_lists=max_lists, now=utc_now()
+        owner_id=caller.user_id, name=name, max_lists=max_lists, now=utc_now(), session=session
     )
     # The owner is the caller: their names came with their session, no read needed.
     owner = {"fname": caller.user.fname, "lname": caller.user.lname}
@@ -300,6 +304,8 @@ leave_all_lists = store.leave_all_lists
 lists_by_ids = store.lists_by_ids
 # An import takes the slots of all the todos it adds to a list in one conditional update.
 reserve_todo_slots = store.reserve_todo_slots
+# An import's writes, in one transaction where the server has them.
+in_transaction = store.in_transaction
 
 
 # The caller an HTTP request of `user` would be (lists.deps.get_caller), for code that acts as

@@ -9,7 +9,7 @@ by todos through reserve_todo_slot, right after the todo's insert).
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from beanie import PydanticObjectId
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -17,15 +17,18 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from service.accounts.models import User
+from service.core import transactions
 from service.core.budget import budgeted
 from service.core.clock import utc_now
 from service.core.store import StoredDocument
+from service.core.transactions import TransactionSteps
 from service.core.watch import changed_here
 from service.errors import Conflict, NotFound
 from service.lists.access import LIST_NOT_FOUND
 from service.lists.models import DEFAULT_LIST_NAME, Membership, Role, TodoList
 
 LIVE: dict[str, Any] = {"deleted_at": None}
+R = TypeVar("R")
 _USERS = User.Settings.name
 
 
@@ -91,12 +94,19 @@ def _membership(
 
 @budgeted
 async def create_list(
-    *, owner_id: PydanticObjectId, name: str, max_lists: int, now: datetime
+    *,
+    owner_id: PydanticObjectId,
+    name: str,
+    max_lists: int,
+    now: datetime,
+    session: AsyncClientSession | None = None,
 ) -> dict[str, Any]:
-    """A new list owned by owner_id (and its owner membership); Conflict past `max_lists`."""
+    """A new list owned by owner_id (and its owner membership); Conflict past `max_lists`. In
+    `session`'s transaction if given (which then undoes all of it on a failure)."""
     reserved = await _lists().update_one(
         {"_id": owner_id, "owned_lists": {"$not": {"$gte": max_lists}}},
         {"$inc": {"owned_lists": 1}},
+        session=session,
     )
     if reserved.modified_count != 1:
         raise Conflict(f"List limit reached: at most {max_lists} lists; delete some first.")
@@ -104,12 +114,15 @@ async def create_list(
         id=PydanticObjectId(), owner_id=owner_id, name=name, created_at=now, updated_at=now
     ).model_dump(by_alias=True)
     try:
-        await _lists().insert_one(stored)
-        await _memberships().insert_one(_membership(stored["_id"], owner_id, Role.OWNER, now))
+        await _lists().insert_one(stored, session=session)
+        await _memberships().insert_one(
+            _membership(stored["_id"], owner_id, Role.OWNER, now), session=session
+        )
         _members_changed(owner_id)
     except Exception:
-        with contextlib.suppress(PyMongoError):
-            await _lists().update_one({"_id": owner_id}, {"$inc": {"owned_lists": -1}})
+        if session is None:  # in a transaction, its abort gives the slot back
+            with contextlib.suppress(PyMongoError):
+                await _lists().update_one({"_id": owner_id}, {"$inc": {"owned_lists": -1}})
         raise
     return stored
 
@@ -171,10 +184,13 @@ async def release_todo_slots(*, list_id: PydanticObjectId, count: int) -> None:
 
 
 @budgeted
-async def list_is_live(*, list_id: PydanticObjectId) -> bool:
+async def list_is_live(
+    *, list_id: PydanticObjectId, session: AsyncClientSession | None = None
+) -> bool:
     """Whether the list exists and is not deleted (a todo just moved there must go with it
-    otherwise: todos/service.py, _stay_in_live_list)."""
-    return await _lists().find_one({"_id": list_id, **LIVE}, {"_id": 1}) is not None
+    otherwise: todos/service.py, _stay_in_live_list). In `session`'s transaction if given."""
+    found = await _lists().find_one({"_id": list_id, **LIVE}, {"_id": 1}, session=session)
+    return found is not None
 
 
 # ---- reading lists ----
@@ -752,6 +768,14 @@ async def leave_all_lists(
 
 
 @budgeted
+async def in_transaction(steps: TransactionSteps[R]) -> R:
+    """`steps` in one transaction where the server has them, else with no session (see
+    core/transactions.py): an import's lists and todos, all or nothing. Budgeted as a whole:
+    the transaction, its retries included, ends within what the request has left."""
+    return await transactions.in_transaction(_lists().database, steps)
+
+
+@budgeted
 async def lists_by_ids(*, list_ids: list[PydanticObjectId]) -> list[StoredDocument]:
     """The live lists among `list_ids` (name, default or not), oldest first: what an export
     names. Bounded by the caller's memberships."""
@@ -776,11 +800,18 @@ async def memberships_of(*, user_id: PydanticObjectId) -> list[StoredDocument]:
 
 
 @budgeted
-async def reserve_todo_slots(*, list_id: PydanticObjectId, count: int, max_todos: int) -> bool:
+async def reserve_todo_slots(
+    *,
+    list_id: PydanticObjectId,
+    count: int,
+    max_todos: int,
+    session: AsyncClientSession | None = None,
+) -> bool:
     """Take `count` of the live list's `max_todos` todo slots at once (an import); False, with
-    none taken, if fewer are left (or the list is gone)."""
+    none taken, if fewer are left (or the list is gone). In `session`'s transaction if given."""
     reserved = await _lists().update_one(
         {"_id": list_id, **LIVE, "todo_count": {"$lte": max_todos - count}},
         {"$inc": {"todo_count": count}},
+        session=session,
     )
     return reserved.modified_count == 1

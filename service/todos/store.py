@@ -282,14 +282,16 @@ async def insert_todos(
     list_id: PydanticObjectId,
     created_by: PydanticObjectId,
     todos: list[tuple[PydanticObjectId, dict[str, Any]]],
+    session: AsyncClientSession | None = None,
 ) -> None:
     """Insert many todos (each its id, chosen by the caller so that it can withdraw them even
     after a failed insert, and validated TodoCreate fields) into the list in one round trip.
-    The caller has taken the list's slots for them (an import)."""
+    The caller has taken the list's slots for them (an import). In `session`'s transaction if
+    given."""
     now = utc_now()
     documents = [_new_todo(list_id, created_by, fields, todo_id, now) for todo_id, fields in todos]
     if documents:
-        await _todos().insert_many(documents)
+        await _todos().insert_many(documents, session=session)
 
 
 @budgeted

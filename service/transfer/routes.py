@@ -5,14 +5,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from service.config import Settings
 from service.core.clock import utc_now
 from service.core.deps import SettingsDep
 from service.core.middleware import is_json
 from service.core.schemas import NOT_BLANK, ErrorDetail
-from service.errors import Conflict, NotFound, Unauthorized, UnsupportedMediaType, error_responses
+from service.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    ImportsBusy,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    error_responses,
+)
 from service.lists.deps import CurrentCaller
 from service.lists.schemas import LIST_NAME_MAX_LENGTH
 from service.transfer import exports, service, todoist
+from service.transfer.deps import ImportParserDep
 from service.transfer.schemas import ExportFile, ExportFormat, Imported, ImportFile
 
 router = APIRouter(tags=["export and import"], responses=error_responses(Unauthorized))
@@ -38,6 +48,28 @@ def _import_schema() -> dict[str, Any]:
     inlined: dict[str, Any] = _inlined(schema, definitions)
     return inlined
 
+
+# Its body is bounded by IMPORT_MAX_BYTES, not MAX_BODY_BYTES (service/app.py tells the
+# request middleware).
+IMPORT_ROUTE = "/import"
+
+TOO_LARGE_IMPORT = {
+    "model": ErrorDetail,
+    "description": "The body is larger than IMPORT_MAX_BYTES (declared, or as it streams in).",
+}
+BUSY_IMPORT = {
+    "model": ErrorDetail,
+    "description": (
+        f"{DatabaseUnavailable.detail}, or: {ImportsBusy.detail} (the server parses a bounded "
+        "number of import files at once). Retry after `Retry-After` seconds."
+    ),
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"},
+        }
+    },
+}
 
 INVALID_IMPORT = {
     "description": (
@@ -98,7 +130,7 @@ async def export(
 
 
 @router.post(
-    "/import",
+    IMPORT_ROUTE,
     status_code=status.HTTP_201_CREATED,
     summary="Import an export file as new lists of yours",
     response_model=Imported,
@@ -118,11 +150,13 @@ async def export(
         }
     },
     responses={
+        status.HTTP_413_CONTENT_TOO_LARGE: TOO_LARGE_IMPORT,
         status.HTTP_422_UNPROCESSABLE_CONTENT: INVALID_IMPORT,
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {
             "model": ErrorDetail,
             "description": IMPORT_MEDIA_TYPES,
         },
+        status.HTTP_503_SERVICE_UNAVAILABLE: BUSY_IMPORT,
         **error_responses(Conflict, NotFound),
     },
 )
@@ -130,6 +164,7 @@ async def import_file(
     request: Request,
     caller: CurrentCaller,
     settings: SettingsDep,
+    parser: ImportParserDep,
     list_name: Annotated[
         str,
         Query(
@@ -150,20 +185,26 @@ async def import_file(
     With `Content-Type: text/csv` the body is a Todoist project CSV instead, made into one new
     list named `list_name`: each task a todo (`@labels` as tags, PRIORITY p1..p4 as 3..0, an
     ISO DATE as `due`, other dates, sections, parent tasks and the notes below a task kept in
-    its notes); the README says exactly what maps to what.
+    its notes); the README says exactly what maps to what. Any other body type is a 415.
 
-    The whole file is checked first (at most IMPORT_MAX_TODOS todos; 422 lists the first
-    errors with their paths), then written all or nothing: 409 (with nothing written) past
-    MAX_LISTS_PER_USER or MAX_TODOS_PER_LIST. Any other body type is a 415.
+    The body may be up to IMPORT_MAX_BYTES (16 MiB by default; 413 above), not
+    MAX_BODY_BYTES. The whole file is checked first (at most IMPORT_MAX_TODOS todos; 422 lists
+    the first errors with their paths), then written all or nothing (one transaction where
+    the database has them): 409 (with nothing written) past MAX_LISTS_PER_USER or
+    MAX_TODOS_PER_LIST. 503 with Retry-After when the server is parsing as many files as it
+    takes at once.
     """
     # JSON stays what a body without a type is read as (as before Todoist CSVs were read).
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
         if media_type == todoist.MEDIA_TYPE:
-            raw = await request.body()
-            file = todoist.read_csv(raw, list_name=list_name, settings=settings)
+
+            def read_todoist(raw: bytes, limits: Settings) -> ImportFile:
+                return todoist.read_csv(raw, list_name=list_name, settings=limits)
+
+            file = await parser.parse(await request.body(), settings, read=read_todoist)
         elif not media_type or is_json(media_type):
-            file = service.validate_import(await request.body(), settings)
+            file = await parser.parse(await request.body(), settings)
         else:
             raise UnsupportedMediaType(IMPORT_MEDIA_TYPES)
     except service.ImportInvalid as invalid:
