@@ -42,7 +42,7 @@ class ImportParser:
         self,
         raw: bytes,
         settings: Settings,
-        read: Callable[[bytes, Settings], ImportFile] = service.validate_import,
+        read: Callable[[bytes, Settings], ImportFile] | None = None,
     ) -> ImportFile:
         """The file as `read` makes it (an export by default; a Todoist CSV's reader too), in a
         worker thread; ImportInvalid if it isn't valid within the limits, ImportsBusy if the
@@ -51,6 +51,8 @@ class ImportParser:
             raise ImportsBusy
         self._in_flight += 1
         try:
-            return await anyio.to_thread.run_sync(read, raw, settings, limiter=self._limiter)
+            # Looked up here, not as the default: a test may replace service.validate_import.
+            reader = read or service.validate_import
+            return await anyio.to_thread.run_sync(reader, raw, settings, limiter=self._limiter)
         finally:
             self._in_flight -= 1
