@@ -324,16 +324,20 @@ async def test_another_body_type_is_415(
     assert await stored_state() == before
 
 
-async def test_a_json_export_is_still_read_without_a_content_type(
+async def test_a_body_without_a_content_type_is_415_as_on_every_json_route(
     client: AsyncClient, alice: UserAccount
 ) -> None:
-    response = await client.post(
-        "/api/import",
-        content=b'{"version": 1, "lists": [{"name": "L", "todos": [{"text": "t"}]}]}',
-        headers=alice.headers,
+    before = await stored_state()
+    body = b'{"version": 1, "lists": [{"name": "L", "todos": [{"text": "t"}]}]}'
+    response = await client.post("/api/import", content=body, headers=alice.headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    assert await stored_state() == before
+    # The same bytes as JSON are an export.
+    sent = await client.post(
+        "/api/import", content=body, headers={**alice.headers, "Content-Type": "application/json"}
     )
-    assert response.status_code == 201, response.text
-    assert response.json() == {"lists": 1, "todos": 1}
+    assert sent.status_code == 201, sent.text
 
 
 async def test_a_todoist_import_needs_a_token(client: AsyncClient) -> None:
