@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 from fastapi import FastAPI
@@ -43,12 +43,19 @@ def app_factory() -> FastAPI:
     return create_app(settings)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (its default prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     """The command line. Needs no settings (`--help` works without SECRET_KEY): the defaults
     shown are the Settings field defaults, and HOST/PORT are applied after parsing."""
     fields = Settings.model_fields
     host, port = fields["host"].default, fields["port"].default
-    parser = argparse.ArgumentParser(prog="todo-service", description=__doc__)
+    parser = _Parser(prog="todo-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the API")
     serve.add_argument("--host", help=f"default: HOST, else {host}")
@@ -64,7 +71,7 @@ _DATABASE_NOTE = (
 )
 
 
-def _admin_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _admin_commands(commands: "argparse._SubParsersAction[_Parser]") -> None:
     def add(name: str, summary: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=summary, description=f"{summary}. {_DATABASE_NOTE}")
 
@@ -301,7 +308,7 @@ def admin_command(args: argparse.Namespace, settings: Settings) -> int:
         PyMongoError,
         OSError,
     ) as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the driver said
+        message = " ".join(admin.error_message(exc).split())  # one line, whatever the driver said
         print(f"todo-service {args.command}: {message}", file=sys.stderr)  # noqa: T201
         return 1
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ from beanie.odm.utils.typing import get_index_attributes
 from bson import json_util
 from bson.errors import BSONError
 from pymongo import IndexModel
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -299,7 +299,7 @@ async def check(database: MongoDatabase, settings: Settings) -> list[Finding]:
             stream = await database.watch()
             await stream.close()
     except PyMongoError as exc:
-        findings.append(Finding("change streams", False, f"unavailable: {exc}"))
+        findings.append(Finding("change streams", False, f"unavailable: {error_message(exc)}"))
     else:
         findings.append(Finding("change streams", True, "available"))
     return findings
@@ -332,8 +332,30 @@ def _write_atomically(path: Path, text: str) -> None:
     """`path` holds all of `text` or does not exist: the manifest, written last, is what
     makes a directory a dump, so an interrupted dump is never mistaken for one."""
     partial = path.with_name(path.name + ".part")
-    partial.write_text(text, encoding="utf-8")
+    with _private_file(partial) as out:
+        out.write(text)
     partial.replace(path)
+
+
+def _private_file(path: Path) -> IO[str]:
+    """`path`, new, for writing text, readable and writable by its owner only (0600)."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    return os.fdopen(handle, "w", encoding="utf-8")
+
+
+def error_message(exc: BaseException) -> str:
+    """What went wrong, without what the driver attaches: a server error's full reply (the
+    document it refused, a password hash included; cluster times) is not for the terminal."""
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors") or [{}]
+        return str(errors[0].get("errmsg") or "a write was refused")
+    if isinstance(exc, OperationFailure) and exc.details:
+        return str(exc.details.get("errmsg") or exc)
+    return str(exc)
+
+
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
 
 
 async def dump(database: MongoDatabase, directory: Path, console: Console) -> dict[str, int]:
@@ -345,7 +367,10 @@ async def dump(database: MongoDatabase, directory: Path, console: Console) -> di
     """
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise AdminError(f"{directory} exists and is not an empty directory")
-    directory.mkdir(parents=True, exist_ok=True)
+    # Owner only: a dump holds password hashes and sessions. mkdir's mode is masked by the
+    # umask and leaves an existing empty directory as it was, so chmod after.
+    directory.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+    directory.chmod(PRIVATE_DIRECTORY)
     manifest: dict[str, Any] = {
         "format": DUMP_FORMAT,
         "version": DUMP_VERSION,
@@ -359,7 +384,7 @@ async def dump(database: MongoDatabase, directory: Path, console: Console) -> di
             collection = database[name]
             task = progress.add_task(name, total=await collection.estimated_document_count())
             written = 0
-            with (directory / f"{name}.jsonl").open("w", encoding="utf-8") as out:
+            with _private_file(directory / f"{name}.jsonl") as out:
                 async for document in collection.find({}, sort=[("_id", 1)]):
                     out.write(
                         json_util.dumps(document, json_options=json_util.CANONICAL_JSON_OPTIONS)

@@ -60,7 +60,7 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
     which must have been built with `docs_url=None, redoc_url=None`."""
     app.mount(STATIC_URL, CachedStaticFiles(directory=str(ASSETS)), name="docs-static")
 
-    @app.get(DOCS_URL, include_in_schema=False)
+    @app.api_route(DOCS_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         # root_path: behind a proxy that strips a prefix, the browser needs the full path.
         root = request.scope.get("root_path", "")
@@ -75,11 +75,11 @@ def install_docs(app: FastAPI, *, openapi_url: str) -> None:
         )
         return _confined(page)
 
-    @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
+    @app.api_route(OAUTH2_REDIRECT_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return _confined(get_swagger_ui_oauth2_redirect_html())
 
-    @app.get(REDOC_URL, include_in_schema=False)
+    @app.api_route(REDOC_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         page = get_redoc_html(

@@ -119,6 +119,18 @@ async def test_assets_are_cached_for_a_day_and_revalidated(client: AsyncClient) 
     assert (await client.get("/docs")).headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+async def test_docs_pages_answer_head_as_get(client: AsyncClient, path: str) -> None:
+    # As /openapi.json and the assets do: link checkers and monitors send HEAD.
+    response = await client.head(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.content == b""
+    options = await client.options(path)
+    assert options.status_code == 405
+    assert options.headers["allow"] == "GET, HEAD"
+
+
 async def test_an_unknown_asset_is_a_json_404(client: AsyncClient) -> None:
     response = await client.get("/docs/static/nope.js")
     assert response.status_code == 404
