@@ -62,7 +62,7 @@ async def export(
     export_format: Annotated[
         ExportFormat, Query(alias="format", description="`json` (default) or `csv`.")
     ] = ExportFormat.JSON,
-) -> StreamingResponse:
+) -> exports.ExportResponse:
     """Every list you can read (owned or shared; `role` is yours in it, `default` marks your
     default list) with its live todos, streamed as one file (`Content-Disposition` names it).
 
@@ -73,14 +73,14 @@ async def export(
     """
     now = utc_now()
     exported = await exports.readable_lists(caller)
-    page_budget = settings.request_db_budget_ms / 1000
+    batch_budget = settings.request_db_budget_ms / 1000
     chunks = (
-        exports.json_chunks(exported, now, page_budget)
+        exports.json_chunks(exported, now, batch_budget)
         if export_format is ExportFormat.JSON
-        else exports.csv_chunks(exported, page_budget)
+        else exports.csv_chunks(exported, batch_budget)
     )
     name = exports.filename(export_format, now)
-    return StreamingResponse(
+    return exports.ExportResponse(
         chunks,
         media_type=exports.MEDIA_TYPES[export_format],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
