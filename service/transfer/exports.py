@@ -79,9 +79,11 @@ async def _todos_of(
 ) -> AsyncGenerator[list[ExportTodo], None]:
     """The list's live todos, a batch at a time, in creation order.
 
-    Each batch read has a database budget of its own (`batch_budget`, a request's): a stream
-    of 10 000 todos is many reads, each as bounded as a request's, and the request's one
+    Each batch read has a database budget of its own (`batch_budget`,
+    EXPORT_BATCH_DB_BUDGET_MS): a stream of 10 000 todos is many reads, and the request's one
     budget would run out before the stream ends (bench/export_memory.py: it did, at 10 000).
+    Not the request's 2 s: on SecantusDB the first read of a list runs its whole find, which
+    took longer than that for 10 000 todos on a busy machine (the file was cut short).
     Time spent waiting for the client to take a batch is not database time and counts for
     none. The cursor is closed however the stream ends, also when its client goes away.
     """

@@ -73,7 +73,7 @@ async def export(
     """
     now = utc_now()
     exported = await exports.readable_lists(caller)
-    batch_budget = settings.request_db_budget_ms / 1000
+    batch_budget = settings.export_batch_db_budget_ms / 1000
     chunks = (
         exports.json_chunks(exported, now, batch_budget)
         if export_format is ExportFormat.JSON

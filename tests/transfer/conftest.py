@@ -60,6 +60,7 @@ class RecordingReader(todos_service.LiveTodos):
     made: list["RecordingReader"]
     events: list[str]
     budgets: list[RequestBudget | None]
+    budgets_left: list[float | None]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -69,7 +70,9 @@ class RecordingReader(todos_service.LiveTodos):
         self.cursor_ids: list[int] = []
 
     async def next_batch(self) -> list[dict[str, Any]]:
-        self.budgets.append(current_budget())
+        budget = current_budget()
+        self.budgets.append(budget)
+        self.budgets_left.append(None if budget is None else budget.remaining)
         batch = await super().next_batch()
         self.events.append(f"read {len(batch)}")
         cursor_id = getattr(self._cursor, "cursor_id", None)
@@ -86,7 +89,8 @@ class RecordingReader(todos_service.LiveTodos):
 @pytest.fixture
 def recording_readers(monkeypatch: pytest.MonkeyPatch) -> type[RecordingReader]:
     """Every LiveTodos the export makes is a RecordingReader; they share `events`."""
-    reader = type("Recording", (RecordingReader,), {"made": [], "events": [], "budgets": []})
+    shared: dict[str, list[Any]] = {"made": [], "events": [], "budgets": [], "budgets_left": []}
+    reader = type("Recording", (RecordingReader,), shared)
     monkeypatch.setattr(todos_service, "LiveTodos", reader)
     return reader
 
