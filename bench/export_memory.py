@@ -18,6 +18,9 @@ reads the export over HTTP and throws the bytes away as they arrive, and prints:
     python -m bench.export_memory --storage file 10000
     python -m bench.export_memory --formats json 1000 10000 20000
 
+Then (`--stall`, 3 s) a client reads 100 kB of the largest export, stops reading, and leaves:
+it prints the database's open cursors before, while it stalls and after it left.
+
 The export holds one batch of todos (exports.BATCH_SIZE) at a time: the peak should stay
 about the same whatever the size, while the file grows with it. (httpx's in-process ASGI
 transport buffers the whole response body, so an in-process measurement counts the file
@@ -27,6 +30,7 @@ itself: this one doesn't.) Linux only (/proc).
 import argparse
 import asyncio
 import math
+import socket
 import tempfile
 import time
 import uuid
@@ -34,9 +38,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from beanie import PydanticObjectId
+from pymongo import AsyncMongoClient
 
 from bench.procstat import cpu_seconds
 from service.app import create_app
@@ -171,7 +177,60 @@ async def export_once(
     )
 
 
-async def measure(wire_url: str, db_pid: int, sizes: list[int], formats: list[str]) -> None:
+async def settle(db_pid: int, limit: float = 60.0) -> None:
+    """Wait (up to `limit` s) until the database is idle: after the seeding it keeps working
+    for a while (its CPU then showed in the first export's: 7.8 s instead of ~1 s)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(db_pid)
+        await asyncio.sleep(1)
+        if cpu_seconds(db_pid) - before < 0.05:
+            return
+
+
+async def open_cursors(wire_url: str) -> int:
+    """The database's open cursors (serverStatus; the service's change streams count too)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(wire_url)
+    try:
+        status = await client.admin.command("serverStatus")
+        total: int = status["metrics"]["cursor"]["open"]["total"]
+        return total
+    finally:
+        await client.close()
+
+
+async def stalled_client(wire_url: str, server: Server, user: UserAccount, stall: float) -> None:
+    """A client that reads 100 kB of the export, stops reading for `stall` seconds, then
+    disconnects: the service's cursor stays open while it stalls and is killed when it goes.
+    Its receive buffer is made small: loopback's would take the whole file at once."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    before = await open_cursors(wire_url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    request = f"GET /api/export HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {user.token}"
+    writer.write(request.encode() + b"\r\n\r\n")
+    await writer.drain()
+    received = 0
+    while received < 100_000:
+        received += len(await reader.read(65536))
+    await asyncio.sleep(stall)
+    stalled = await open_cursors(wire_url)
+    writer.close()
+    await asyncio.sleep(1)
+    after = await open_cursors(wire_url)
+    errors = [line for line in server.log.read_text(errors="replace").splitlines() if line]
+    print(
+        f"stalled client: open cursors {before} before, {stalled} after {stall:.0f} s stalled, "
+        f"{after} 1 s after it disconnected; server log lines (WARNING and up): {len(errors)}"
+    )
+
+
+async def measure(
+    wire_url: str, db_pid: int, sizes: list[int], formats: list[str], stall: float
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with service_process(wire_url, Path(tmp)) as server:
             settings = Settings(
@@ -192,6 +251,7 @@ async def measure(wire_url: str, db_pid: int, sizes: list[int], formats: list[st
                 httpx.AsyncClient(base_url=server.url, timeout=120) as client,
             ):
                 users = {size: await seed(client, size) for size in sizes}
+                await settle(db_pid)
                 # The first export of a process pays for imports and warm-ups: not measured.
                 await export_once(client, server, db_pid, users[min(sizes)], formats[0])
                 print(
@@ -216,6 +276,8 @@ async def measure(wire_url: str, db_pid: int, sizes: list[int], formats: list[st
                             f"| {m.database_cpu:.2f} s | {m.database_growth_mb:+.1f} MB |",
                             flush=True,
                         )
+                if stall:
+                    await stalled_client(wire_url, server, users[max(sizes)], stall)
 
 
 def main() -> None:
@@ -223,6 +285,12 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10_000, 20_000])
     parser.add_argument("--storage", choices=["memory", "file"], default="memory")
     parser.add_argument("--formats", default="json,csv", help="comma-separated: json,csv")
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=3.0,
+        help="then a client that stops reading for this many seconds and leaves (0: none)",
+    )
     args = parser.parse_args()
     formats = [f for f in args.formats.split(",") if f]
     with tempfile.TemporaryDirectory() as data:
@@ -232,7 +300,7 @@ def main() -> None:
             pid = database.pid
             assert pid is not None  # started here, not found running
             print(f"SecantusDB {args.storage}, batch of {INSERT_BATCH} inserts per round trip")
-            asyncio.run(measure(database.url, pid, sorted(args.sizes), formats))
+            asyncio.run(measure(database.url, pid, sorted(args.sizes), formats, args.stall))
 
 
 if __name__ == "__main__":

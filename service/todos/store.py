@@ -339,8 +339,8 @@ class LiveTodos:
     One cursor, not a query per batch: SecantusDB fetches every document of a find's index
     range before it sorts and applies the limit, so a page after `_id > last` read the rest of
     the list again on every page (10 000 todos in pages of 500: 12.7 s; one cursor: 1.6 s,
-    bench/export_memory.py). SecantusDB keeps the cursor's result on its side and hands it out
-    a batch per getMore; MongoDB streams it.
+    bench/export_queries.py). SecantusDB runs the find whole, keeps its result on its side and
+    hands it out a batch per getMore (so the first batch costs the list); MongoDB streams it.
 
     Each `next_batch` is one database call (budgeted: the caller gives each its own budget).
     A cursor the server dropped while the reader waited (its idle timeout, 10 minutes on both
