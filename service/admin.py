@@ -16,7 +16,7 @@ import os
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,11 +187,12 @@ async def export_user(
             written += todos
             progress.advance(task, todos)
 
-        page_budget = settings.request_db_budget_ms / 1000
-        chunks = exports.chunks(exported, export_format, utc_now(), page_budget, advance)
-        async for chunk in chunks:
-            # StreamingResponse encodes str chunks as UTF-8: the same bytes.
-            out.write(chunk.encode())
+        batch_budget = settings.export_batch_db_budget_ms / 1000
+        chunks = exports.chunks(exported, export_format, utc_now(), batch_budget, advance)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                # StreamingResponse encodes str chunks as UTF-8: the same bytes.
+                out.write(chunk.encode())
     out.flush()
     return written
 

@@ -346,7 +346,7 @@ delete_idempotency_keys_of = store.delete_idempotency_keys_of
 
 # Export and import (issue 14, transfer feature): many todos inserted into a list in one round
 # trip (its slots taken by the caller), withdrawn again if the import fails, and a list's live
-# todos read a page at a time.
+# todos read a batch at a time from one cursor.
 insert_todos = store.insert_todos
 delete_todos = store.delete_todos
-live_todos_page = store.live_todos_page
+LiveTodos = store.LiveTodos

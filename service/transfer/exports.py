@@ -1,16 +1,20 @@
-"""GET /api/export's two formats, written as they are read: a list's todos a page at a time,
-each page turned into text and sent before the next is read, so an export of 10 000 todos
-holds one page in memory, never the whole file."""
+"""GET /api/export's two formats, written as they are read: a list's todos a batch at a time
+from one cursor, each batch turned into text and sent before the next is read, so an export
+of 10 000 todos holds one batch in memory, never the whole file (bench/export_memory.py
+measures the server's memory over a socket)."""
 
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
+from fastapi.responses import StreamingResponse
+from starlette.types import Send
 
 from service.core.budget import request_budget
 from service.lists import service as lists
@@ -21,7 +25,7 @@ from service.todos.models import StoredTodo
 from service.todos.schemas import TodoPublic
 from service.transfer.schemas import EXPORT_VERSION, ExportFormat, ExportTodo
 
-PAGE_SIZE = 500
+BATCH_SIZE = 500
 MEDIA_TYPES = {ExportFormat.JSON: "application/json", ExportFormat.CSV: "text/csv; charset=utf-8"}
 CSV_COLUMNS = (
     "list",
@@ -73,7 +77,7 @@ def filename(export_format: ExportFormat, now: datetime) -> str:
     return f"todos-{now:%Y-%m-%dT%H%M%SZ}.{export_format.value}"
 
 
-# Told the number of todos of each page as it is written out (the admin CLI's progress bar).
+# Told the number of todos of each batch as it is written out (the admin CLI's progress bar).
 PageHook = Callable[[int], None]
 
 
@@ -82,24 +86,30 @@ def _ignore(_: int) -> None:
 
 
 async def _todos_of(
-    list_id: PydanticObjectId, page_budget: float, on_page: PageHook
-) -> AsyncIterator[list[ExportTodo]]:
-    """The list's live todos, a page at a time, in creation order.
+    list_id: PydanticObjectId, batch_budget: float, on_page: PageHook
+) -> AsyncGenerator[list[ExportTodo], None]:
+    """The list's live todos, a batch at a time, in creation order.
 
-    Each page read has a database budget of its own (`page_budget`, a request's): a stream of
-    10 000 todos is many reads, each as bounded as a request's, and the request's one budget
-    would run out before the stream ends (bench/export_memory.py: it did, at 10 000).
+    Each batch read has a database budget of its own (`batch_budget`,
+    EXPORT_BATCH_DB_BUDGET_MS): a stream of 10 000 todos is many reads, and the request's one
+    budget would run out before the stream ends (bench/export_memory.py: it did, at 10 000).
+    Not the request's 2 s: on SecantusDB the first read of a list runs its whole find, which
+    took longer than that for 10 000 todos on a busy machine (the file was cut short).
+    Time spent waiting for the client to take a batch is not database time and counts for
+    none. The cursor is closed however the stream ends, also when its client goes away.
     """
-    after: PydanticObjectId | None = None
-    while True:
-        with request_budget(page_budget):
-            page = await todos.live_todos_page(list_id=list_id, after=after, limit=PAGE_SIZE)
-        if page:
-            yield [_exported(stored) for stored in page]
-            on_page(len(page))
-        if len(page) < PAGE_SIZE:
-            return
-        after = page[-1]["_id"]
+    reader = todos.LiveTodos(list_id=list_id, batch_size=BATCH_SIZE)
+    try:
+        while True:
+            with request_budget(batch_budget):
+                batch = await reader.next_batch()
+            if batch:
+                yield [_exported(stored) for stored in batch]
+                on_page(len(batch))
+            if len(batch) < BATCH_SIZE:
+                return
+    finally:
+        await reader.close()
 
 
 def _exported(stored: StoredTodo) -> ExportTodo:
@@ -111,19 +121,19 @@ def chunks(
     exported: list[ExportedList],
     export_format: ExportFormat,
     now: datetime,
-    page_budget: float,
+    batch_budget: float,
     on_page: PageHook = _ignore,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The export of `exported` in `export_format`, a piece at a time: the body of GET
     /api/export, and what `python -m service export` writes."""
     if export_format is ExportFormat.JSON:
-        return json_chunks(exported, now, page_budget, on_page)
-    return csv_chunks(exported, page_budget, on_page)
+        return json_chunks(exported, now, batch_budget, on_page)
+    return csv_chunks(exported, batch_budget, on_page)
 
 
 async def json_chunks(
-    exported: list[ExportedList], now: datetime, page_budget: float, on_page: PageHook = _ignore
-) -> AsyncIterator[str]:
+    exported: list[ExportedList], now: datetime, batch_budget: float, on_page: PageHook = _ignore
+) -> AsyncGenerator[str, None]:
     """The export as one JSON document (schemas.ExportFile), a piece at a time."""
     head = {"version": EXPORT_VERSION, "exported_at": now.isoformat().replace("+00:00", "Z")}
     yield json.dumps(head)[:-1] + ', "lists": ['
@@ -131,10 +141,11 @@ async def json_chunks(
         shown = {"name": each.name, "role": each.role.value, "default": each.default}
         yield ("," if index else "") + json.dumps(shown)[:-1] + ', "todos": ['
         first = True
-        async for page in _todos_of(each.list_id, page_budget, on_page):
-            texts = (todo.model_dump_json() for todo in page)
-            yield ("" if first else ",") + ",".join(texts)
-            first = False
+        async with aclosing(_todos_of(each.list_id, batch_budget, on_page)) as batches:
+            async for batch in batches:
+                texts = (todo.model_dump_json() for todo in batch)
+                yield ("" if first else ",") + ",".join(texts)
+                first = False
         yield "]}"
     yield "]}"
 
@@ -159,16 +170,32 @@ def _csv_text(rows: list[list[str]]) -> str:
 
 
 async def csv_chunks(
-    exported: list[ExportedList], page_budget: float, on_page: PageHook = _ignore
-) -> AsyncIterator[str]:
+    exported: list[ExportedList], batch_budget: float, on_page: PageHook = _ignore
+) -> AsyncGenerator[str, None]:
     """The export as CSV (RFC 4180: quoted where needed, CRLF), one row per todo after a
     header row; tags space-separated."""
     yield _csv_text([list(CSV_COLUMNS)])
     for each in exported:
-        async for page in _todos_of(each.list_id, page_budget, on_page):
-            rows = []
-            for todo in page:
-                fields = todo.model_dump()
-                values = {**fields, "list": each.name, "role": each.role.value}
-                rows.append([_cell(values[column]) for column in CSV_COLUMNS])
-            yield _csv_text(rows)
+        async with aclosing(_todos_of(each.list_id, batch_budget, on_page)) as batches:
+            async for batch in batches:
+                rows = []
+                for todo in batch:
+                    fields = todo.model_dump()
+                    values = {**fields, "list": each.name, "role": each.role.value}
+                    rows.append([_cell(values[column]) for column in CSV_COLUMNS])
+                yield _csv_text(rows)
+
+
+class ExportResponse(StreamingResponse):
+    """The export's response: its chunks are closed however the response ends. A client that
+    goes away mid-export gets the response's task cancelled (starlette), possibly while it
+    waits to send a chunk: the chunks' generator, suspended at that chunk, would then be
+    closed only when the garbage collector finds it, and its database cursor with it."""
+
+    def __init__(self, chunks: AsyncGenerator[str, None], **kwargs: Any) -> None:
+        super().__init__(chunks, **kwargs)
+        self._chunks = chunks
+
+    async def stream_response(self, send: Send) -> None:
+        async with aclosing(self._chunks):
+            await super().stream_response(send)

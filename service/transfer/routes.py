@@ -109,7 +109,7 @@ async def export(
     export_format: Annotated[
         ExportFormat, Query(alias="format", description="`json` (default) or `csv`.")
     ] = ExportFormat.JSON,
-) -> StreamingResponse:
+) -> exports.ExportResponse:
     """Every list you can read (owned or shared; `role` is yours in it, `default` marks your
     default list) with its live todos, streamed as one file (`Content-Disposition` names it).
 
@@ -120,10 +120,10 @@ async def export(
     """
     now = utc_now()
     exported = await exports.readable_lists(caller)
-    page_budget = settings.request_db_budget_ms / 1000
+    batch_budget = settings.export_batch_db_budget_ms / 1000
     name = exports.filename(export_format, now)
-    return StreamingResponse(
-        exports.chunks(exported, export_format, now, page_budget),
+    return exports.ExportResponse(
+        exports.chunks(exported, export_format, now, batch_budget),
         media_type=exports.MEDIA_TYPES[export_format],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

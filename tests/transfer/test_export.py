@@ -1,13 +1,14 @@
 """GET /api/export: the caller's readable lists and their live todos, as JSON or CSV."""
 
+import logging
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from starlette.types import ASGIApp
 
-from service.core.budget import RequestBudget, current_budget
-from service.todos import service as todos_service
-from tests.transfer.conftest import export_csv, export_json
+from service.todos.models import Todo
+from tests.transfer.conftest import RecordingReader, export_csv, export_json, export_over_asgi
 from tests.utils import UserAccount, create_account, create_list, create_todo, share_list
 
 
@@ -58,7 +59,7 @@ async def test_export_names_its_file(
 async def test_export_of_a_list_longer_than_a_page_has_every_todo_in_order(
     client: AsyncClient, alice: UserAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("service.transfer.exports.PAGE_SIZE", 2)
+    monkeypatch.setattr("service.transfer.exports.BATCH_SIZE", 2)
     for n in range(5):
         await create_todo(client, alice, f"todo {n}")
     body = await export_json(client, alice)
@@ -138,22 +139,97 @@ async def test_an_unknown_format_is_422(client: AsyncClient, alice: UserAccount)
     assert response.status_code == 422
 
 
-async def test_each_page_of_the_stream_has_its_own_database_budget(
-    client: AsyncClient, alice: UserAccount, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("settings_overrides", [{"export_batch_db_budget_ms": 4321}])
+async def test_each_batch_of_the_stream_has_its_own_database_budget(
+    client: AsyncClient,
+    alice: UserAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    recording_readers: type[RecordingReader],
 ) -> None:
     # One request budget for the whole stream ran out at 10 000 todos (bench/export_memory.py).
-    monkeypatch.setattr("service.transfer.exports.PAGE_SIZE", 1)
+    monkeypatch.setattr("service.transfer.exports.BATCH_SIZE", 1)
     for n in range(3):
         await create_todo(client, alice, f"todo {n}")
-    real = todos_service.live_todos_page
-    budgets: list[RequestBudget | None] = []
-
-    async def recording(**kwargs: Any) -> Any:
-        budgets.append(current_budget())
-        return await real(**kwargs)
-
-    monkeypatch.setattr(todos_service, "live_todos_page", recording)
     await export_json(client, alice)
-    assert len(budgets) == 4  # three pages of one, then an empty one
-    assert all(budget is not None for budget in budgets)
+    budgets = recording_readers.budgets
+    assert len(budgets) == 4  # three batches of one, then an empty one
+    assert recording_readers.budgets_left == [4.321] * 4  # EXPORT_BATCH_DB_BUDGET_MS each
     assert len({id(budget) for budget in budgets}) == len(budgets)
+
+
+async def test_the_export_is_sent_while_the_list_is_still_being_read(
+    running_app: ASGIApp,
+    client: AsyncClient,
+    alice: UserAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    recording_readers: type[RecordingReader],
+) -> None:
+    monkeypatch.setattr("service.transfer.exports.BATCH_SIZE", 2)
+    for n in range(5):
+        await create_todo(client, alice, f"todo {n}")
+    events = recording_readers.events
+    await export_over_asgi(running_app, alice, events)
+    reads = [i for i, event in enumerate(events) if event.startswith("read")]
+    first_todo = next(i for i, event in enumerate(events) if "todo 0" in event)
+    assert len(reads) == 3  # 2 + 2 + 1: the short batch ends the list
+    assert reads[0] < first_todo < reads[1]
+
+
+async def test_a_client_gone_mid_export_has_its_cursor_closed_and_no_error_logged(
+    running_app: ASGIApp,
+    client: AsyncClient,
+    alice: UserAccount,
+    tier: str,
+    monkeypatch: pytest.MonkeyPatch,
+    recording_readers: type[RecordingReader],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("service.transfer.exports.BATCH_SIZE", 2)
+    for n in range(5):
+        await create_todo(client, alice, f"todo {n}")
+    events = recording_readers.events
+    with caplog.at_level(logging.INFO):
+        sent = await export_over_asgi(running_app, alice, events, leave_after="todo 0")
+    assert sent[0]["status"] == 200
+    (reader,) = recording_readers.made
+    # Closed by the time the app returned, not whenever the garbage collector gets to it.
+    assert reader.closes == 1
+    assert [event for event in events if not event.startswith("chunk")] == ["read 2", "close"]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    if tier == "wire":
+        # The server no longer knows the cursor: it was killed, not left to time out.
+        (cursor_id,) = reader.cursor_ids
+        answer = await Todo.get_pymongo_collection().database.command(
+            "killCursors", Todo.get_collection_name(), cursors=[cursor_id]
+        )
+        assert answer["cursorsNotFound"] == [cursor_id]
+
+
+@pytest.mark.wire_only
+async def test_an_export_goes_on_after_the_server_drops_its_cursor(
+    client: AsyncClient,
+    alice: UserAccount,
+    monkeypatch: pytest.MonkeyPatch,
+    recording_readers: type[RecordingReader],
+) -> None:
+    # What the server does to the cursor of a client that reads slower than its idle timeout.
+    monkeypatch.setattr("service.transfer.exports.BATCH_SIZE", 2)
+    for n in range(5):
+        await create_todo(client, alice, f"todo {n}")
+    real = recording_readers.next_batch
+    killed: list[int] = []
+
+    async def dropping(self: RecordingReader) -> list[dict[str, Any]]:
+        batch = await real(self)
+        if not killed:
+            killed.extend(self.cursor_ids)
+            answer = await Todo.get_pymongo_collection().database.command(
+                "killCursors", Todo.get_collection_name(), cursors=killed
+            )
+            assert answer["cursorsKilled"] == killed
+        return batch
+
+    monkeypatch.setattr(recording_readers, "next_batch", dropping)
+    body = await export_json(client, alice)
+    assert [t["text"] for t in body["lists"][0]["todos"]] == [f"todo {n}" for n in range(5)]
+    assert len(recording_readers.budgets) == 3
