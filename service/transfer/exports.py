@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Send
 
 from service.core.budget import request_budget
+from service.core.schemas import WHITESPACE
 from service.lists import service as lists
 from service.lists.access import Caller
 from service.lists.models import Role
@@ -40,9 +41,13 @@ CSV_COLUMNS = (
     "created_at",
     "updated_at",
 )
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP):
-# such a cell is written with a leading `'`, which spreadsheets show as text.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP;
+# ASVS 5.0 1.2.10 adds NUL): such a cell is written with a leading `'`, which spreadsheets
+# show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00")
+# Also when white space or invisible characters come first (notes aren't trimmed): some
+# spreadsheets (and "trim spaces" on import) drop them and then see the `=`.
+SKIPPED_BEFORE_FORMULA = WHITESPACE + "\x00\u200b\u200c\u200d\u2060\ufeff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         value = " ".join(value)
     text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    formula = text.lstrip(SKIPPED_BEFORE_FORMULA).startswith(FORMULA_STARTS)
+    return "'" + text if formula or text.startswith(FORMULA_STARTS) else text
 
 
 def _csv_text(rows: list[list[str]]) -> str:

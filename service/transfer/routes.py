@@ -115,8 +115,9 @@ async def export(
 
     `json` is `{"version": 1, "exported_at", "lists": [{"name", "role", "default", "todos"}]}`,
     what `POST /api/import` reads. `csv` is one row per todo after a header row, the list's
-    name first; tags are space-separated, and a cell starting with `=`, `+`, `-`, `@`, a tab
-    or a carriage return is written with a leading `'` so that spreadsheets show it as text.
+    name first; tags are space-separated, and a cell starting with `=`, `+`, `-`, `@`, a tab,
+    a carriage return or a NUL (also after leading white space) is written with a leading `'`
+    so that spreadsheets show it as text.
     """
     now = utc_now()
     exported = await exports.readable_lists(caller)
