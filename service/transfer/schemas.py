@@ -2,9 +2,10 @@
 reads back."""
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from service.core.schemas import InputModel, UtcDatetime
 from service.lists.models import Role
@@ -110,10 +111,18 @@ class ImportList(InputModel):
     )
 
 
+def _not_a_boolean(value: Any) -> Any:
+    # Python's True == 1, so Literal[1] alone takes `true`, which JSON Schema's `const: 1`
+    # doesn't (1.0 is the integer 1 in JSON Schema, and is taken).
+    if isinstance(value, bool):
+        raise PydanticCustomError("literal_error", "Input should be 1")
+    return value
+
+
 class ImportFile(InputModel):
     """An export file (version 1) to import."""
 
-    version: Literal[1]
+    version: Annotated[Literal[1], BeforeValidator(_not_a_boolean)]
     exported_at: IgnoredText = None
     lists: Annotated[list[ImportList], Field(max_length=MAX_LISTS_IN_FILE)]
 

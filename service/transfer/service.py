@@ -49,6 +49,17 @@ class ImportInvalid(Exception):
         self.errors = errors
 
 
+# A field name in an error's location is cut to this many characters: an unknown field's
+# name is the file's own text, and a 422 never repeats what was sent at length.
+MAX_NAME_IN_LOC = 64
+
+
+def _shown(part: int | str) -> int | str:
+    if isinstance(part, str) and len(part) > MAX_NAME_IN_LOC:
+        return part[:MAX_NAME_IN_LOC] + "…"
+    return part
+
+
 def path_of(loc: tuple[int | str, ...]) -> str:
     """A validation error's location as a path: ("lists", 2, "todos", 7, "due") is
     `lists[2].todos[7].due`."""
@@ -62,7 +73,8 @@ def path_of(loc: tuple[int | str, ...]) -> str:
 
 
 def _error(loc: tuple[int | str, ...], msg: str, kind: str) -> dict[str, Any]:
-    return {"type": kind, "loc": ["body", *loc], "msg": msg, "path": path_of(loc)}
+    shown = tuple(_shown(part) for part in loc)
+    return {"type": kind, "loc": ["body", *shown], "msg": msg, "path": path_of(shown)}
 
 
 def validate_import(raw: bytes, settings: Settings) -> ImportFile:

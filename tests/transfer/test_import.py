@@ -81,6 +81,8 @@ async def test_an_import_adds_lists_beside_the_existing_ones(
         ),
         ({"version": 2, "lists": []}, "version"),
         ({"lists": []}, "version"),
+        # JSON Schema's `const: 1` refuses `true`; Python's True == 1 would take it.
+        ({"version": True, "lists": []}, "version"),
     ],
 )
 async def test_an_invalid_file_is_422_with_the_error_path_and_writes_nothing(
@@ -103,6 +105,25 @@ async def test_the_errors_of_a_file_are_listed_up_to_a_bound(
     assert response.status_code == 422
     paths = [error["path"] for error in response.json()["detail"]]
     assert paths == [f"lists[0].todos[{n}].due" for n in range(20)]
+
+
+async def test_version_1_0_is_version_1(client: AsyncClient, alice: UserAccount) -> None:
+    # 1.0 is the integer 1 to JSON Schema, which the OpenAPI document states.
+    response = await _import(client, alice, {"version": 1.0, "lists": [{"name": "L"}]})
+    assert response.status_code == 201, response.text
+
+
+async def test_a_422_does_not_repeat_a_long_unknown_field_name(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    names = [f"{n}" + "k" * 60_000 for n in range(15)]
+    body = export_file({"name": "L", "todos": [todo(**dict.fromkeys(names, 1))]})
+    response = await _import(client, alice, body)
+    assert response.status_code == 422
+    assert len(response.content) < 10_000
+    first = response.json()["detail"][0]
+    assert first["path"] == "lists[0].todos[0]." + names[0][:64] + "…"
+    assert first["loc"] == ["body", "lists", 0, "todos", 0, names[0][:64] + "…"]
 
 
 async def test_a_body_that_is_not_json_is_422(client: AsyncClient, alice: UserAccount) -> None:
