@@ -117,7 +117,7 @@ async def test_a_422_does_not_repeat_a_long_unknown_field_name(
     client: AsyncClient, alice: UserAccount
 ) -> None:
     names = [f"{n}" + "k" * 60_000 for n in range(15)]
-    body = export_file({"name": "L", "todos": [todo(**dict.fromkeys(names, 1))]})
+    body = export_file({"name": "L", "todos": [{**todo(), **dict.fromkeys(names, 1)}]})
     response = await _import(client, alice, body)
     assert response.status_code == 422
     assert len(response.content) < 10_000
