@@ -28,6 +28,7 @@ from service.lists.access import LIST_NOT_FOUND
 from service.lists.models import DEFAULT_LIST_NAME, Membership, Role, TodoList
 
 LIVE: dict[str, Any] = {"deleted_at": None}
+ACCOUNT_DELETED = "The account is being deleted"
 R = TypeVar("R")
 _USERS = User.Settings.name
 
@@ -103,12 +104,17 @@ async def create_list(
 ) -> dict[str, Any]:
     """A new list owned by owner_id (and its owner membership); Conflict past `max_lists`. In
     `session`'s transaction if given (which then undoes all of it on a failure)."""
+    # The counter is on the owner's default list, live while the account is: an account
+    # deletion tombstones it first thing (delete_lists_of), so a create still running for a
+    # deleted account (a long import) can't add lists behind it.
     reserved = await _lists().update_one(
-        {"_id": owner_id, "owned_lists": {"$not": {"$gte": max_lists}}},
+        {"_id": owner_id, **LIVE, "owned_lists": {"$not": {"$gte": max_lists}}},
         {"$inc": {"owned_lists": 1}},
         session=session,
     )
     if reserved.modified_count != 1:
+        if not await _lists().find_one({"_id": owner_id, **LIVE}, {"_id": 1}, session=session):
+            raise Conflict(ACCOUNT_DELETED)
         raise Conflict(f"List limit reached: at most {max_lists} lists; delete some first.")
     stored: dict[str, Any] = TodoList(
         id=PydanticObjectId(), owner_id=owner_id, name=name, created_at=now, updated_at=now
@@ -369,7 +375,7 @@ async def reserve_list_slot(*, user_id: PydanticObjectId, max_lists: int) -> boo
     """Take one of the user's `max_lists` owned-list slots (on their default list); False if
     they are all taken."""
     reserved = await _lists().update_one(
-        {"_id": user_id, "owned_lists": {"$not": {"$gte": max_lists}}},
+        {"_id": user_id, **LIVE, "owned_lists": {"$not": {"$gte": max_lists}}},
         {"$inc": {"owned_lists": 1}},
     )
     return reserved.modified_count == 1

@@ -60,6 +60,19 @@ async def add(list_id: str, user_id: str, max_members: int) -> bool:
     )
 
 
+async def test_no_list_is_made_once_the_account_deletion_has_begun(
+    client: AsyncClient, alice: UserAccount
+) -> None:
+    # A long import still running when its owner deletes the account: the deletion tombstones
+    # the lists first, the default list (which counts the owned lists) with them.
+    owner = PydanticObjectId(alice.id)
+    await store.delete_lists_of(user_id=owner, now=utc_now())
+    with pytest.raises(Conflict, match="The account is being deleted"):
+        await store.create_list(owner_id=owner, name="late", max_lists=10, now=utc_now())
+    assert await TodoList.find({"owner_id": owner, "name": "late"}).count() == 0
+    assert not await store.reserve_list_slot(user_id=owner, max_lists=10)
+
+
 async def test_the_member_limit_holds_under_parallel_adds(
     client: AsyncClient, alice: UserAccount
 ) -> None:
