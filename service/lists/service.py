@@ -313,6 +313,7 @@ in_transaction = store.in_transaction
 ADMIN_SESSION = "admin-cli"
 
 
+@budgeted
 async def caller_of(user: User) -> Caller:
     """`user` as a Caller, with their memberships as a request of theirs reads them."""
     memberships = await store.memberships_of(user_id=id_of(user))
