@@ -53,6 +53,7 @@ from service.lists.routes import router as lists_router
 from service.migrations import migrate
 from service.todos.models import Todo
 from service.todos.routes import router as todos_router
+from service.transfer.limits import ExportSlots
 from service.transfer.parsing import ImportParser
 from service.transfer.routes import IMPORT_ROUTE
 from service.transfer.routes import router as transfer_router
@@ -85,6 +86,7 @@ class AppState(TypedDict):
     access: AccessWatcher
     auth_cache: AuthCache
     imports: ImportParser
+    exports: ExportSlots
 
 
 @asynccontextmanager
@@ -158,6 +160,9 @@ def create_app(
             access=access,
             auth_cache=AuthCache(access, max_staleness_ms=staleness_ms, joins=(MEMBERSHIPS,)),
             imports=ImportParser(),
+            exports=ExportSlots(
+                per_user=settings.exports_per_user, per_worker=settings.exports_per_worker
+            ),
         )
         if database is not None:
             await init_db(database)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # has started). On SecantusDB the first batch of a list runs the list's whole find, about
     # 1 s per 10 000 todos on an idle machine and several under load (bench/export_memory.py).
     export_batch_db_budget_ms: Annotated[int, Field(ge=100, le=300_000)] = 10_000
+    # Exports running at once, counted per worker process (transfer/limits.py says why):
+    # per user (429 past it) and in all (503 past it). Each holds a cursor and a batch for
+    # as long as its client takes to read it.
+    exports_per_user: Annotated[int, Field(ge=1, le=100)] = 2
+    exports_per_worker: Annotated[int, Field(ge=1, le=1000)] = 8
     ready_timeout_ms: Annotated[int, Field(ge=100, le=10_000)] = 1000
     mongodb_startup_timeout: Annotated[float, Field(ge=0, le=3600)] = 30.0
     mongodb_write_concern: Annotated[str, Field(pattern=r"^(majority|[0-9]{1,2})$")] = "majority"

@@ -14,7 +14,7 @@ from typing import Any
 
 from beanie import PydanticObjectId
 from fastapi.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from service.core.budget import request_budget
 from service.core.schemas import WHITESPACE
@@ -24,6 +24,7 @@ from service.lists.models import Role
 from service.todos import service as todos
 from service.todos.models import StoredTodo
 from service.todos.schemas import TodoPublic
+from service.transfer.limits import ExportSlot
 from service.transfer.schemas import EXPORT_VERSION, ExportFormat, ExportTodo
 
 BATCH_SIZE = 500
@@ -193,14 +194,28 @@ async def csv_chunks(
 
 
 class ExportResponse(StreamingResponse):
-    """The export's response: its chunks are closed however the response ends. A client that
-    goes away mid-export gets the response's task cancelled (starlette), possibly while it
-    waits to send a chunk: the chunks' generator, suspended at that chunk, would then be
-    closed only when the garbage collector finds it, and its database cursor with it."""
+    """The export's response: its chunks are closed, and its export slot (transfer/limits.py)
+    given back, however the response ends (sent whole, client gone, database error,
+    cancellation). A client that goes away mid-export gets the response's task cancelled
+    (starlette), possibly while it waits to send a chunk: the chunks' generator, suspended at
+    that chunk, would then be closed only when the garbage collector finds it, and its
+    database cursor with it."""
 
-    def __init__(self, chunks: AsyncGenerator[str, None], **kwargs: Any) -> None:
+    def __init__(
+        self, chunks: AsyncGenerator[str, None], *, slot: ExportSlot | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(chunks, **kwargs)
         self._chunks = chunks
+        self._slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Here, not in stream_response: with ASGI spec 2.3 starlette runs that in a task
+        # beside a disconnect listener, and this is where both have ended.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._slot is not None:
+                self._slot.release()
 
     async def stream_response(self, send: Send) -> None:
         async with aclosing(self._chunks):

@@ -21,8 +21,8 @@ from service.errors import (
 )
 from service.lists.deps import CurrentCaller
 from service.lists.schemas import LIST_NAME_MAX_LENGTH
-from service.transfer import exports, service, todoist
-from service.transfer.deps import ImportParserDep
+from service.transfer import exports, limits, service, todoist
+from service.transfer.deps import ExportSlotsDep, ImportParserDep
 from service.transfer.schemas import ExportFile, ExportFormat, Imported, ImportFile
 
 router = APIRouter(tags=["export and import"], responses=error_responses(Unauthorized))
@@ -57,18 +57,35 @@ TOO_LARGE_IMPORT = {
     "model": ErrorDetail,
     "description": "The body is larger than IMPORT_MAX_BYTES (declared, or as it streams in).",
 }
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
 BUSY_IMPORT = {
     "model": ErrorDetail,
     "description": (
         f"{DatabaseUnavailable.detail}, or: {ImportsBusy.detail} (the server parses a bounded "
         "number of import files at once). Retry after `Retry-After` seconds."
     ),
-    "headers": {
-        "Retry-After": {
-            "description": "Seconds to wait before retrying.",
-            "schema": {"type": "integer"},
-        }
-    },
+    "headers": RETRY_AFTER,
+}
+
+TOO_MANY_EXPORTS = {
+    "model": ErrorDetail,
+    "description": (
+        "You already have EXPORTS_PER_USER exports running: retry after `Retry-After` seconds."
+    ),
+    "headers": RETRY_AFTER,
+}
+BUSY_EXPORTS = {
+    "model": ErrorDetail,
+    "description": (
+        f"{DatabaseUnavailable.detail}, or: {limits.ExportsBusy.detail} (EXPORTS_PER_WORKER). "
+        "Retry after `Retry-After` seconds."
+    ),
+    "headers": RETRY_AFTER,
 }
 
 INVALID_IMPORT = {
@@ -100,12 +117,15 @@ TODOIST_EXAMPLE = (
             "model": ExportFile,
             "description": "The export, as an attachment.",
             "content": {"text/csv": {"schema": {"type": "string"}}},
-        }
+        },
+        status.HTTP_429_TOO_MANY_REQUESTS: TOO_MANY_EXPORTS,
+        status.HTTP_503_SERVICE_UNAVAILABLE: BUSY_EXPORTS,
     },
 )
 async def export(
     caller: CurrentCaller,
     settings: SettingsDep,
+    export_slots: ExportSlotsDep,
     export_format: Annotated[
         ExportFormat, Query(alias="format", description="`json` (default) or `csv`.")
     ] = ExportFormat.JSON,
@@ -118,16 +138,27 @@ async def export(
     name first; tags are space-separated, and a cell starting with `=`, `+`, `-`, `@`, a tab,
     a carriage return or a NUL (also after leading white space) is written with a leading `'`
     so that spreadsheets show it as text.
+
+    At most EXPORTS_PER_USER (2) of your exports run at once (429 with Retry-After for one
+    more), and EXPORTS_PER_WORKER (8) of everyone's on a server process (503 with Retry-After).
     """
-    now = utc_now()
-    exported = await exports.readable_lists(caller)
-    batch_budget = settings.export_batch_db_budget_ms / 1000
-    name = exports.filename(export_format, now)
-    return exports.ExportResponse(
-        exports.chunks(exported, export_format, now, batch_budget),
-        media_type=exports.MEDIA_TYPES[export_format],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    # Taken before the export reads anything; the response gives it back when it ends.
+    slot = export_slots.take(caller.user_id)
+    try:
+        now = utc_now()
+        exported = await exports.readable_lists(caller)
+        batch_budget = settings.export_batch_db_budget_ms / 1000
+        name = exports.filename(export_format, now)
+        return exports.ExportResponse(
+            exports.chunks(exported, export_format, now, batch_budget),
+            slot=slot,
+            media_type=exports.MEDIA_TYPES[export_format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    except BaseException:
+        # No response to give it back (the database failed, the request was cancelled).
+        slot.release()
+        raise
 
 
 @router.post(
