@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from pymongo.errors import PyMongoError
 from starlette.types import ASGIApp, Message, Scope
 
 from service.core.budget import RequestBudget, current_budget
@@ -146,3 +147,18 @@ async def export_over_asgi(
     else:
         await asyncio.wait_for(app(scope, receive, send), 10)
     return sent
+
+
+def fail_second_insert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second `insert_todos` of an import fails as a database error would."""
+    real = todos_service.insert_todos
+    calls = 0
+
+    async def failing_second(**kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise PyMongoError("boom")
+        await real(**kwargs)
+
+    monkeypatch.setattr(todos_service, "insert_todos", failing_second)

@@ -4,10 +4,8 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from pymongo.errors import PyMongoError
 
-from service.todos import service as todos_service
-from tests.transfer.conftest import export_file, export_json, stored_state, todo
+from tests.transfer.conftest import export_file, export_json, fail_second_insert, stored_state, todo
 from tests.utils import UserAccount, create_account, create_list, create_todo, share_list
 
 
@@ -202,17 +200,7 @@ async def test_a_database_failure_mid_import_undoes_what_was_written(
 ) -> None:
     await create_todo(client, alice, "already here")
     before = await stored_state()
-    real = todos_service.insert_todos
-    calls = 0
-
-    async def failing_second(**kwargs: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise PyMongoError("boom")
-        await real(**kwargs)
-
-    monkeypatch.setattr(todos_service, "insert_todos", failing_second)
+    fail_second_insert(monkeypatch)
     body = export_file(
         {"name": "Inbox", "default": True, "todos": [todo("a"), todo("b")]},
         {"name": "Second", "todos": [todo("c")]},

@@ -8,13 +8,11 @@ from typing import Any
 import pytest
 from beanie import PydanticObjectId
 from httpx import AsyncClient
-from pymongo.errors import PyMongoError
 
 from service.db import MongoDatabase
 from service.lists.models import Membership, TodoList
-from service.todos import service as todos_service
 from service.todos.models import Todo
-from tests.transfer.conftest import export_file, todo
+from tests.transfer.conftest import export_file, fail_second_insert, todo
 from tests.utils import UserAccount, create_todo
 
 
@@ -33,21 +31,6 @@ async def default_list(user: UserAccount) -> dict[str, Any]:
     )
     assert stored is not None
     return stored
-
-
-def fail_second_insert(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The second `insert_todos` of an import fails as a database error would."""
-    real = todos_service.insert_todos
-    calls = 0
-
-    async def failing_second(**kwargs: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise PyMongoError("boom")
-        await real(**kwargs)
-
-    monkeypatch.setattr(todos_service, "insert_todos", failing_second)
 
 
 FAILING_FILE = export_file(
