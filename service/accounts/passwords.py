@@ -1,18 +1,10 @@
 """Password hashing: Argon2id (bcrypt verified and upgraded), in bounded worker threads."""
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from typing import TypeVar
-
-import anyio
-import anyio.to_thread
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-R = TypeVar("R")
-
+from service.core.threads import BoundedThreads
 
 # Argon2id for new hashes; bcrypt is only verified, so hashes imported from older systems work
 # and are upgraded on the next login. pwdlib's parameters (64 MiB, t=3) but one lane instead of
@@ -44,63 +36,26 @@ class PasswordHasherBusy(Exception):
     """PASSWORD_HASH_QUEUE requests are already waiting for a hashing slot."""
 
 
-# The hasher the current request already holds a place in (PasswordHasher.admitted).
-_admitted: ContextVar["PasswordHasher | None"] = ContextVar(
-    "password_hasher_admitted", default=None
-)
-
-
-class PasswordHasher:
+class PasswordHasher(BoundedThreads):
     """Hashes and verifies in worker threads, at most `concurrency` at once, `queue` waiting.
 
     Argon2 and bcrypt hold the CPU for ~100-250 ms: inside `async def` they would stall every
     other request, and unbounded they would take every thread (and 64 MiB each for Argon2).
     A request that would have to wait behind `queue` others raises PasswordHasherBusy at once
-    instead: a burst would otherwise delay every login behind it by seconds.
+    instead: a burst would otherwise delay every login behind it by seconds. A request holds
+    its place (`admitted`) for the whole of its password check, its database work included.
     """
 
     def __init__(self, concurrency: int, queue: int) -> None:
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._capacity = concurrency + queue
-        # Requests holding a place: hashing, or on their way to it. Checked and counted with
-        # no await in between, so the bound holds under any number of concurrent callers.
-        self._in_flight = 0
-
-    @property
-    def in_flight(self) -> int:
-        """Requests hashing or waiting to."""
-        return self._in_flight
-
-    @asynccontextmanager
-    async def admitted(self) -> AsyncIterator[None]:
-        """Hold a place for the whole of a request's password check, its database work
-        included, so that a burst beyond the queue is refused before it costs anything;
-        PasswordHasherBusy if there is none. Nested use (and hashing inside) takes no other.
-        """
-        if _admitted.get() is self:
-            yield
-            return
-        if self._in_flight >= self._capacity:
-            raise PasswordHasherBusy
-        self._in_flight += 1
-        token = _admitted.set(self)
-        try:
-            yield
-        finally:
-            _admitted.reset(token)
-            self._in_flight -= 1
-
-    async def _run(self, function: Callable[..., R], *args: str) -> R:
-        async with self.admitted():
-            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        super().__init__(concurrency, queue, PasswordHasherBusy)
 
     async def hash(self, password: str) -> str:
         """Argon2id hash of password."""
-        return await self._run(hash_password, password)
+        return await self.run(hash_password, password)
 
     async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         """See verify_password. `hashed` None (no such account) still costs one verification,
         of DUMMY_HASH, so that timing doesn't reveal which emails have accounts; it always
         fails."""
-        valid, new_hash = await self._run(verify_password, password, hashed or DUMMY_HASH)
+        valid, new_hash = await self.run(verify_password, password, hashed or DUMMY_HASH)
         return valid and hashed is not None, new_hash

@@ -5,16 +5,14 @@ Parsing and validating a file of IMPORT_MAX_TODOS todos takes ~110 ms (5000 shor
 stall every other request of the worker for as long. In a thread the loop keeps running (it
 gets the interpreter back every few milliseconds); at most PARSE_CONCURRENCY files are parsed
 at once per worker, PARSE_QUEUE more wait, and one more is refused at once (503 ImportsBusy)
-rather than holding its body in memory behind a queue of others, as password hashing does
-(accounts/passwords.py).
+rather than holding its body in memory behind a queue of others (core/threads.py, as password
+hashing does).
 """
 
 from collections.abc import Callable
 
-import anyio
-import anyio.to_thread
-
 from service.config import Settings
+from service.core.threads import BoundedThreads
 from service.errors import ImportsBusy
 from service.transfer import service
 from service.transfer.schemas import ImportFile
@@ -24,19 +22,11 @@ PARSE_CONCURRENCY = 1
 PARSE_QUEUE = 8
 
 
-class ImportParser:
+class ImportParser(BoundedThreads):
     """Parses import files off the event loop: `concurrency` at once, `queue` waiting."""
 
     def __init__(self, concurrency: int = PARSE_CONCURRENCY, queue: int = PARSE_QUEUE) -> None:
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._capacity = concurrency + queue
-        # Files being parsed or waiting to be: checked and counted with no await in between,
-        # so the bound holds under any number of concurrent requests.
-        self._in_flight = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
+        super().__init__(concurrency, queue, ImportsBusy)
 
     async def parse(
         self,
@@ -47,12 +37,5 @@ class ImportParser:
         """The file as `read` makes it (an export by default; a Todoist CSV's reader too), in a
         worker thread; ImportInvalid if it isn't valid within the limits, ImportsBusy if the
         worker takes no more now."""
-        if self._in_flight >= self._capacity:
-            raise ImportsBusy
-        self._in_flight += 1
-        try:
-            # Looked up here, not as the default: a test may replace service.validate_import.
-            reader = read or service.validate_import
-            return await anyio.to_thread.run_sync(reader, raw, settings, limiter=self._limiter)
-        finally:
-            self._in_flight -= 1
+        # Looked up here, not as the default: a test may replace service.validate_import.
+        return await self.run(read or service.validate_import, raw, settings)
