@@ -37,6 +37,7 @@ from service.db import (
 )
 from service.docs import install_docs
 from service.errors import (
+    RETRY_AFTER_HEADER,
     DatabaseUnavailable,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -66,12 +67,6 @@ CLOSE_TIMEOUT_SECONDS = 1.0
 OPENAPI_URL = "/openapi.json"
 REF_TEMPLATE = "#/components/schemas/{model}"
 ERROR_DETAIL_REF = REF_TEMPLATE.format(model="ErrorDetail")
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before retrying.",
-        "schema": {"type": "integer"},
-    }
-}
 
 
 class AppState(TypedDict):
@@ -287,7 +282,7 @@ def _document_operational_errors(app: FastAPI) -> None:
                         {
                             "description": DatabaseUnavailable.detail,
                             **error,
-                            "headers": RETRY_AFTER,
+                            "headers": RETRY_AFTER_HEADER,
                         },
                     )
         schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(

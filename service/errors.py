@@ -132,6 +132,15 @@ class ImportsBusy(ServiceUnavailable):
     }
 
 
+# OpenAPI's `headers` entry for an answer with Retry-After (503s, 429s).
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
 def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these errors in OpenAPI."""
     return {

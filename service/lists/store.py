@@ -113,7 +113,7 @@ async def create_list(
         session=session,
     )
     if reserved.modified_count != 1:
-        if not await _lists().find_one({"_id": owner_id, **LIVE}, {"_id": 1}, session=session):
+        if not await list_is_live(list_id=owner_id, session=session):
             raise Conflict(ACCOUNT_DELETED)
         raise Conflict(f"List limit reached: at most {max_lists} lists; delete some first.")
     stored: dict[str, Any] = TodoList(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beanie import PydanticObjectId
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from service.core.budget import budgeted, unbudgeted
@@ -114,14 +115,18 @@ async def _insert(
         # Already a tombstone if the list's deletion swept it meanwhile: then this matches
         # nothing.
         await store.delete_todo(todo_id=stored["_id"], lists=[list_id])
-        raise await _no_slot(list_id, max_todos)
+        raise await no_slot(list_id, max_todos)
     return stored
 
 
-async def _no_slot(list_id: PydanticObjectId, max_todos: int) -> NotFound | Conflict:
+@budgeted
+async def no_slot(
+    list_id: PydanticObjectId, max_todos: int, session: AsyncClientSession | None = None
+) -> NotFound | Conflict:
     """Why a list gave no todo slot: it is full, or it was deleted since the request began
-    (the caller's memberships were read before): then it is a list that doesn't exist."""
-    if await lists.list_is_live(list_id=list_id):
+    (the caller's memberships were read before): then it is a list that doesn't exist. In
+    `session`'s transaction if given (an import)."""
+    if await lists.list_is_live(list_id=list_id, session=session):
         return Conflict(list_full(max_todos))
     return NotFound(LIST_NOT_FOUND)
 
@@ -277,7 +282,7 @@ async def _move(
     move. Both lists' counts stay exact whatever runs in parallel."""
     source: PydanticObjectId = current["list_id"]
     if not await lists.reserve_todo_slot(list_id=target, max_todos=max_todos):
-        raise await _no_slot(target, max_todos)
+        raise await no_slot(target, max_todos)
     try:
         moved, stored = await store.move_todo(
             todo_id=current["_id"],

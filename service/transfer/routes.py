@@ -11,6 +11,7 @@ from service.core.deps import SettingsDep
 from service.core.middleware import is_json
 from service.core.schemas import NOT_BLANK, ErrorDetail
 from service.errors import (
+    RETRY_AFTER_HEADER,
     Conflict,
     DatabaseUnavailable,
     ImportsBusy,
@@ -57,19 +58,13 @@ TOO_LARGE_IMPORT = {
     "model": ErrorDetail,
     "description": "The body is larger than IMPORT_MAX_BYTES (declared, or as it streams in).",
 }
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before retrying.",
-        "schema": {"type": "integer"},
-    }
-}
 BUSY_IMPORT = {
     "model": ErrorDetail,
     "description": (
         f"{DatabaseUnavailable.detail}, or: {ImportsBusy.detail} (the server parses a bounded "
         "number of import files at once). Retry after `Retry-After` seconds."
     ),
-    "headers": RETRY_AFTER,
+    "headers": RETRY_AFTER_HEADER,
 }
 
 TOO_MANY_EXPORTS = {
@@ -77,7 +72,7 @@ TOO_MANY_EXPORTS = {
     "description": (
         "You already have EXPORTS_PER_USER exports running: retry after `Retry-After` seconds."
     ),
-    "headers": RETRY_AFTER,
+    "headers": RETRY_AFTER_HEADER,
 }
 BUSY_EXPORTS = {
     "model": ErrorDetail,
@@ -85,7 +80,7 @@ BUSY_EXPORTS = {
         f"{DatabaseUnavailable.detail}, or: {limits.ExportsBusy.detail} (EXPORTS_PER_WORKER). "
         "Retry after `Retry-After` seconds."
     ),
-    "headers": RETRY_AFTER,
+    "headers": RETRY_AFTER_HEADER,
 }
 
 INVALID_IMPORT = {

@@ -22,9 +22,9 @@ from pymongo.errors import PyMongoError
 
 from service.config import Settings
 from service.core.budget import request_budget, unbudgeted
-from service.errors import Conflict, NotFound, ServiceError
+from service.errors import ServiceError
 from service.lists import service as lists
-from service.lists.access import LIST_NOT_FOUND, Caller
+from service.lists.access import Caller
 from service.todos import service as todos
 from service.transfer.schemas import Imported, ImportFile
 
@@ -197,9 +197,7 @@ async def _write(
             max_todos=settings.max_todos_per_list,
             session=session,
         ):
-            if not await lists.list_is_live(list_id=list_id, session=session):
-                raise NotFound(LIST_NOT_FOUND)
-            raise Conflict(todos.list_full(settings.max_todos_per_list))
+            raise await todos.no_slot(list_id, settings.max_todos_per_list, session)
         batch = [(PydanticObjectId(), todo.fields()) for todo in entry.todos]
         if entry.default:
             written.default_todos.extend(todo_id for todo_id, _ in batch)
