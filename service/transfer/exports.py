@@ -141,7 +141,7 @@ async def json_chunks(
     exported: list[ExportedList], now: datetime, batch_budget: float, on_page: PageHook = _ignore
 ) -> AsyncGenerator[str, None]:
     """The export as one JSON document (schemas.ExportFile), a piece at a time."""
-    head = {"version": EXPORT_VERSION, "exported_at": now.isoformat().replace("+00:00", "Z")}
+    head = {"version": EXPORT_VERSION, "exported_at": _utc_text(now)}
     yield json.dumps(head)[:-1] + ', "lists": ['
     for index, each in enumerate(exported):
         shown = {"name": each.name, "role": each.role.value, "default": each.default}
@@ -156,13 +156,18 @@ async def json_chunks(
     yield "]}"
 
 
+def _utc_text(moment: datetime) -> str:
+    """A UTC time as the API writes it (pydantic's `Z` form)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return _utc_text(value)
     if isinstance(value, list):
         value = " ".join(value)
     text = str(value)
