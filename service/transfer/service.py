@@ -72,7 +72,9 @@ def path_of(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _error(loc: tuple[int | str, ...], msg: str, kind: str) -> dict[str, Any]:
+def error_entry(loc: tuple[int | str, ...], msg: str, kind: str) -> dict[str, Any]:
+    """One 422 entry: FastAPI's `type`, `loc` (from "body") and `msg`, plus its `path`; the
+    Todoist reader makes its entries with it too."""
     shown = tuple(_shown(part) for part in loc)
     return {"type": kind, "loc": ["body", *shown], "msg": msg, "path": path_of(shown)}
 
@@ -85,7 +87,7 @@ def validate_import(raw: bytes, settings: Settings) -> ImportFile:
     except ValidationError as error:
         # Each error's location and message only: `input` would repeat the file's content.
         found = [
-            _error(tuple(e["loc"]), e["msg"], e["type"])
+            error_entry(tuple(e["loc"]), e["msg"], e["type"])
             for e in error.errors(include_url=False)[:MAX_ERRORS]
         ]
         raise ImportInvalid(found) from None
@@ -93,7 +95,7 @@ def validate_import(raw: bytes, settings: Settings) -> ImportFile:
     total = sum(len(entry.todos) for entry in parsed.lists)
     if total > settings.import_max_todos:
         errors.append(
-            _error(
+            error_entry(
                 ("lists",),
                 f"At most {settings.import_max_todos} todos per import; this file has {total}",
                 "too_many_todos",
@@ -102,7 +104,7 @@ def validate_import(raw: bytes, settings: Settings) -> ImportFile:
     for index, entry in enumerate(parsed.lists):
         if len(entry.todos) > settings.max_todos_per_list:
             errors.append(
-                _error(
+                error_entry(
                     ("lists", index, "todos"),
                     f"At most {settings.max_todos_per_list} todos per list",
                     "too_many_todos",

@@ -95,9 +95,8 @@ FIELD_COLUMNS = {
 }
 
 
-def error(loc: tuple[int | str, ...], msg: str, kind: str) -> dict[str, Any]:
-    """One 422 entry, in the JSON import's shape: `loc` from "body" and its `path`."""
-    return {"type": kind, "loc": ["body", *loc], "msg": msg, "path": service.path_of(loc)}
+# One 422 entry, in the JSON import's shape: `loc` from "body" and its `path`.
+error = service.error_entry
 
 
 def cell_error(row: int, column: str, msg: str, kind: str) -> dict[str, Any]:
