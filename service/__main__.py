@@ -12,6 +12,8 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -155,19 +157,30 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def on_a_database(settings: Settings) -> Iterator[Settings]:
+    """`settings` for the block; without MONGODB_URL, pointed at the embedded database,
+    started in DATA_DIR/db for the block and stopped after (`serve` and the admin commands)."""
+    if settings.mongodb_url is not None:
+        yield settings
+        return
+    embedded = EmbeddedDatabase(settings.data_dir.resolve() / "db")
+    try:
+        embedded.start()
+        yield settings.model_copy(update={"mongodb_url": embedded.url})
+    finally:
+        embedded.stop()
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run uvicorn; without MONGODB_URL, first start the embedded database and stop it after."""
-    embedded: EmbeddedDatabase | None = None
-    if settings.mongodb_url is None:
-        embedded = EmbeddedDatabase(settings.data_dir.resolve() / "db")
-    try:
-        if embedded is not None:
-            embedded.start()
+    embedded = settings.mongodb_url is None
+    with on_a_database(settings) as settings:
+        if embedded and settings.mongodb_url is not None:
             # Workers are separate processes that read their settings from the environment.
-            os.environ["MONGODB_URL"] = embedded.url
+            os.environ["MONGODB_URL"] = settings.mongodb_url
             get_settings.cache_clear()
-            settings = settings.model_copy(update={"mongodb_url": embedded.url})
-            logger.info("embedded database ready at %s", embedded.url)
+            logger.info("embedded database ready at %s", settings.mongodb_url)
         # Checked here, before any worker starts, so that an unreachable database ends in one
         # clear log line and a non-zero exit instead of a traceback per worker.
         asyncio.run(wait_until_reachable(settings))
@@ -181,9 +194,6 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
             workers=workers,
             **uvicorn_options(settings),
         )
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _use_multiprocess_metrics() -> None:
@@ -291,13 +301,9 @@ async def _export(
 
 def admin_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run an admin command, on the embedded database when MONGODB_URL is unset."""
-    embedded: EmbeddedDatabase | None = None
     try:
-        if settings.mongodb_url is None:
-            embedded = EmbeddedDatabase(settings.data_dir.resolve() / "db")
-            embedded.start()
-            settings = settings.model_copy(update={"mongodb_url": embedded.url})
-        asyncio.run(_run_admin(args, settings))
+        with on_a_database(settings) as database_settings:
+            asyncio.run(_run_admin(args, database_settings))
     except UsageError as exc:
         print(f"todo-service {args.command}: {exc}", file=sys.stderr)  # noqa: T201
         return 2
@@ -319,9 +325,6 @@ def admin_command(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 
